@@ -1,0 +1,5 @@
+/**
+ * tinymnist.
+ * @module
+ */
+export { createRng, type Rng, shuffle } from "./lib/rng.ts";

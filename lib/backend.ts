@@ -1,0 +1,526 @@
+/**
+ * Backend selection: WebGPU, then WASM, then the plain CPU backend, each
+ * accepted only after a small numeric self-check.
+ *
+ * The WASM backend of TensorFlow.js 4.22 has no `Conv2DBackpropFilter`
+ * kernel, so it cannot train a convolutional network out of the box.
+ * {@linkcode registerWasmTrainingKernels} registers one, built from the WASM
+ * `Transpose` and `Conv2D` kernels.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-wasm";
+import "@tensorflow/tfjs-backend-webgpu";
+
+/** A TensorFlow.js backend tinymnist knows how to use. */
+export type BackendName = "webgpu" | "wasm" | "cpu";
+
+/** What to ask {@linkcode selectBackend} for: one backend, or the best that works. */
+export type BackendPreference = "auto" | BackendName;
+
+/** The order in which `"auto"` tries the backends. */
+export const BACKEND_ORDER: readonly BackendName[] = ["webgpu", "wasm", "cpu"];
+
+/** The backend in use after {@linkcode selectBackend}, and why. */
+export interface BackendSelection {
+  /** The backend now active in TensorFlow.js. */
+  name: BackendName;
+  /** A human-readable description, e.g. `"webgpu (llvmpipe, fallback adapter)"`. */
+  description: string;
+  /** Why each better backend was passed over, e.g. `"webgpu: no adapter"`. */
+  rejected: string[];
+  /** Largest absolute error of the numeric self-check on the chosen backend. */
+  selfCheckError: number;
+}
+
+/** The minimal part of `navigator.gpu` that backend selection uses. */
+export interface GpuLike {
+  /** Same as `GPU.requestAdapter`. */
+  requestAdapter(): Promise<GpuAdapterLike | null>;
+}
+
+/** The minimal part of a `GPUAdapter` that backend selection reads. */
+export interface GpuAdapterLike {
+  /** Adapter information; `description` and `isFallbackAdapter` are reported. */
+  info?: { description?: string; isFallbackAdapter?: boolean };
+}
+
+/** Options for {@linkcode selectBackend}. */
+export interface SelectBackendOptions {
+  /**
+   * The WebGPU entry point to probe; `null` means "no WebGPU at all".
+   * Lets tests hide or fake the adapter.
+   * @default {globalThis.navigator.gpu}
+   */
+  gpu?: GpuLike | null;
+  /**
+   * Largest absolute error the self-check accepts.
+   * @default {1e-3}
+   */
+  tolerance?: number;
+}
+
+/** Thrown when a backend that was asked for by name cannot be used. */
+export class BackendError extends Error {
+  /** Create a backend error with the given message. */
+  constructor(message: string) {
+    super(message);
+    this.name = "BackendError";
+  }
+}
+
+/** Environment variable that hides WebGPU from `"auto"` selection when set to `1`. */
+export const DISABLE_WEBGPU_ENV = "TINYMNIST_DISABLE_WEBGPU";
+
+/**
+ * Make `name` the active TensorFlow.js backend, or for `"auto"` the first of
+ * webgpu, wasm, cpu that initialises and passes a numeric self-check (a
+ * matMul and a conv2d compared with values computed in plain JavaScript).
+ * Registers the WASM training kernels as a side effect.
+ *
+ * @param preference `"auto"` or one backend name.
+ * @param options Test hooks and the self-check tolerance.
+ * @returns The backend in use and the reason each better one was passed over.
+ * @throws {BackendError} When a backend asked for by name cannot be used.
+ *
+ * @example Use the plain CPU backend
+ * ```ts
+ * import { selectBackend } from "@tinymnist/tinymnist";
+ * import assert from "node:assert/strict";
+ *
+ * const selection = await selectBackend("cpu");
+ * assert.equal(selection.name, "cpu");
+ * assert.ok(selection.selfCheckError < 1e-3);
+ * ```
+ */
+export async function selectBackend(
+  preference: BackendPreference,
+  options: SelectBackendOptions = {},
+): Promise<BackendSelection> {
+  if (preference !== "auto" && !BACKEND_ORDER.includes(preference)) {
+    throw new TypeError(
+      `Cannot select backend: expected one of auto, ${
+        BACKEND_ORDER.join(", ")
+      }, got "${preference}"`,
+    );
+  }
+  registerWasmTrainingKernels();
+  const tolerance = options.tolerance ?? 1e-3;
+  const candidates = preference === "auto" ? BACKEND_ORDER : [preference];
+  const rejected: string[] = [];
+  for (const name of candidates) {
+    const problem = await tryBackend(name, options, tolerance);
+    if (typeof problem === "string") {
+      rejected.push(`${name}: ${problem}`);
+      continue;
+    }
+    return {
+      name,
+      description: problem.description,
+      rejected,
+      selfCheckError: problem.error,
+    };
+  }
+  throw new BackendError(
+    `Cannot use backend "${preference}": ${rejected.join("; ")}`,
+  );
+}
+
+async function tryBackend(
+  name: BackendName,
+  options: SelectBackendOptions,
+  tolerance: number,
+): Promise<string | { description: string; error: number }> {
+  let description: string = name;
+  if (name === "webgpu") {
+    if (readEnv(DISABLE_WEBGPU_ENV) === "1") {
+      return `disabled by ${DISABLE_WEBGPU_ENV}=1`;
+    }
+    const gpu = "gpu" in options
+      ? options.gpu
+      : (globalThis.navigator as unknown as { gpu?: GpuLike }).gpu;
+    if (!gpu) return "navigator.gpu is not available";
+    let adapter: GpuAdapterLike | null;
+    try {
+      adapter = await gpu.requestAdapter();
+    } catch (error) {
+      return `requesting an adapter failed: ${(error as Error).message}`;
+    }
+    if (!adapter) return "no adapter";
+    const info = adapter.info ?? {};
+    const parts = [info.description || "unknown adapter"];
+    if (info.isFallbackAdapter) parts.push("fallback adapter");
+    description = `webgpu (${parts.join(", ")})`;
+  }
+  let ok: boolean;
+  try {
+    ok = await tf.setBackend(name);
+    await tf.ready();
+  } catch (error) {
+    return `initialisation failed: ${(error as Error).message}`;
+  }
+  // setBackend resolves false (it does not throw) when the backend cannot start.
+  if (!ok || tf.getBackend() !== name) return "initialisation failed";
+  const error = selfCheck();
+  if (!(error <= tolerance)) {
+    return `self-check failed: max error ${error.toPrecision(3)}`;
+  }
+  return { description, error };
+}
+
+function readEnv(key: string): string | undefined {
+  try {
+    return Deno.env.get(key);
+  } catch {
+    return undefined; // No --allow-env: treat as unset.
+  }
+}
+
+/**
+ * Largest absolute error of a matMul and a conv2d on the active backend
+ * against plain-JavaScript reference values.
+ */
+function selfCheck(): number {
+  // matMul: [2,3] x [3,2]
+  const a = [1, 2, 3, 4, 5, 6], b = [0.5, -1, 2, 0.25, -3, 1.5];
+  const expectedMatMul = [
+    1 * 0.5 + 2 * 2 + 3 * -3,
+    1 * -1 + 2 * 0.25 + 3 * 1.5,
+    4 * 0.5 + 5 * 2 + 6 * -3,
+    4 * -1 + 5 * 0.25 + 6 * 1.5,
+  ];
+  // conv2d: 4x4 input, one 3x3 filter, valid padding.
+  const x = Array.from({ length: 16 }, (_, i) => (i % 5) - 2);
+  const w = [1, 0, -1, 2, 0.5, -2, 1, 0, -1];
+  const expectedConv: number[] = [];
+  for (let r = 0; r < 2; r++) {
+    for (let c = 0; c < 2; c++) {
+      let sum = 0;
+      for (let i = 0; i < 3; i++) {
+        for (let j = 0; j < 3; j++) {
+          sum += x[(r + i) * 4 + c + j] * w[i * 3 + j];
+        }
+      }
+      expectedConv.push(sum);
+    }
+  }
+  const [gotMatMul, gotConv] = tf.tidy(() => [
+    tf.matMul(tf.tensor2d(a, [2, 3]), tf.tensor2d(b, [3, 2])).dataSync(),
+    tf.conv2d(
+      tf.tensor4d(x, [1, 4, 4, 1]),
+      tf.tensor4d(w, [3, 3, 1, 1]),
+      1,
+      "valid",
+    )
+      .dataSync(),
+  ]);
+  let max = 0;
+  expectedMatMul.forEach((v, i) => max = Math.max(max, Math.abs(v - gotMatMul[i])));
+  expectedConv.forEach((v, i) => max = Math.max(max, Math.abs(v - gotConv[i])));
+  return Number.isFinite(max) ? max : Infinity;
+}
+
+type KernelArgs = {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+};
+type KernelFn = (args: KernelArgs) => tf.TensorInfo;
+
+function wasmKernel(name: string): KernelFn {
+  const config = tf.getKernel(name, "wasm");
+  if (!config) throw new BackendError(`Cannot find the wasm kernel "${name}"`);
+  return config.kernelFunc as unknown as KernelFn;
+}
+
+/**
+ * The filter gradient of a 2-D convolution on the WASM backend.
+ *
+ * dW[kh,kw,ci,co] = Σ_{b,oh,ow} x[b, oh·s + kh − padTop, ow·s + kw − padLeft, ci] · dy[b,oh,ow,co]
+ *
+ * which is itself a convolution: the input transposed to [ci,H,W,b] convolved
+ * with the output gradient transposed to [OH,OW,b,co] as the filter, with
+ * stride 1 and dilation s. The result [ci,KH,KW,co] is transposed back.
+ */
+function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
+  const { inputs, backend } = args;
+  const attrs = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+  const x = inputs.x as tf.TensorInfo, dy = inputs.dy as tf.TensorInfo;
+  if (attrs.dataFormat && attrs.dataFormat !== "NHWC") {
+    throw new BackendError(
+      `Cannot compute Conv2DBackpropFilter on wasm: expected dataFormat NHWC, got ${attrs.dataFormat}`,
+    );
+  }
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    attrs.filterShape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+  const transpose = wasmKernel("Transpose"), conv2d = wasmKernel("Conv2D");
+  const slice = wasmKernel("Slice");
+  const made: tf.TensorInfo[] = [];
+  const keep = (t: tf.TensorInfo) => (made.push(t), t);
+  try {
+    const xT = keep(
+      transpose({ inputs: { x }, backend, attrs: { perm: [3, 1, 2, 0] } }),
+    );
+    const dyT = keep(
+      transpose({ inputs: { x: dy }, backend, attrs: { perm: [1, 2, 0, 3] } }),
+    );
+    const { top, left } = info.padInfo;
+    const sh = info.strideHeight, sw = info.strideWidth;
+    // Padding at the far edges that makes the result exactly KH x KW; when the
+    // forward pass never read the last rows/columns it would be negative, so
+    // clamp at 0 and slice the extra rows/columns off below.
+    const bottom = Math.max(
+      0,
+      info.filterHeight + (info.outHeight - 1) * sh - info.inHeight - top,
+    );
+    const right = Math.max(
+      0,
+      info.filterWidth + (info.outWidth - 1) * sw - info.inWidth - left,
+    );
+    let grad = keep(conv2d({
+      inputs: { x: xT, filter: dyT },
+      backend,
+      attrs: {
+        strides: [1, 1],
+        pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
+        dilations: [sh, sw],
+        dataFormat: "NHWC",
+        dimRoundingMode: undefined,
+      } as unknown as tf.NamedAttrMap,
+    }));
+    const [ci, kh, kw, co] = grad.shape;
+    if (kh !== info.filterHeight || kw !== info.filterWidth) {
+      grad = keep(slice({
+        inputs: { x: grad },
+        backend,
+        attrs: {
+          begin: [0, 0, 0, 0],
+          size: [ci, info.filterHeight, info.filterWidth, co],
+        },
+      }));
+    }
+    return transpose({
+      inputs: { x: grad },
+      backend,
+      attrs: { perm: [1, 2, 0, 3] },
+    });
+  } finally {
+    for (const t of made) backend.disposeData(t.dataId);
+  }
+}
+
+/**
+ * The input gradient of a stride-1 2-D convolution on the WASM backend, as a
+ * convolution of the output gradient with the filter rotated by 180° and its
+ * channel axes swapped (XNNPACK runs it far faster than the reference kernel).
+ * Other strides go to the backend's own kernel.
+ */
+function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
+  const { inputs, backend } = args;
+  const attrs = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
+  const dy = inputs.dy as tf.TensorInfo, filter = inputs.filter as tf.TensorInfo;
+  const info = tf.backend_util.computeConv2DInfo(
+    attrs.inputShape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+  if (
+    info.strideHeight !== 1 || info.strideWidth !== 1 ||
+    (attrs.dataFormat && attrs.dataFormat !== "NHWC")
+  ) {
+    return originalConv2DBackpropInput!(args);
+  }
+  const made: tf.TensorInfo[] = [];
+  const keep = (t: tf.TensorInfo) => (made.push(t), t);
+  try {
+    const flipped = keep(
+      wasmKernel("Reverse")({ inputs: { x: filter }, backend, attrs: { dims: [0, 1] } }),
+    );
+    const rotated = keep(
+      wasmKernel("Transpose")({ inputs: { x: flipped }, backend, attrs: { perm: [0, 1, 3, 2] } }),
+    );
+    const kh = info.filterHeight, kw = info.filterWidth;
+    const top = kh - 1 - info.padInfo.top, left = kw - 1 - info.padInfo.left;
+    // Far-edge padding that brings the output back to the input's size.
+    const bottom = info.inHeight + kh - 1 - info.outHeight - top;
+    const right = info.inWidth + kw - 1 - info.outWidth - left;
+    if (top < 0 || left < 0 || bottom < 0 || right < 0) return originalConv2DBackpropInput!(args);
+    return wasmKernel("Conv2D")({
+      inputs: { x: dy, filter: rotated },
+      backend,
+      attrs: {
+        strides: [1, 1],
+        pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
+        dilations: [1, 1],
+        dataFormat: "NHWC",
+        dimRoundingMode: undefined,
+      } as unknown as tf.NamedAttrMap,
+    });
+  } finally {
+    for (const t of made) backend.disposeData(t.dataId);
+  }
+}
+
+type WasmHeapBackend = tf.KernelBackend & {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+};
+
+/**
+ * Tile on the WASM backend with block copies in JavaScript. The backend's own
+ * kernel indexes element by element and was the second largest cost of a
+ * batch-norm training step (its gradient tiles the inverse deviation to the
+ * full activation shape).
+ */
+function tileWasm(args: KernelArgs): tf.TensorInfo {
+  const backend = args.backend as WasmHeapBackend;
+  const x = args.inputs.x as tf.TensorInfo;
+  const reps = (args.attrs as unknown as tf.TileAttrs).reps;
+  if (x.dtype === "string") return originalTile!(args);
+  const outShape = x.shape.map((d, i) => d * reps[i]);
+  const out = backend.makeOutput(outShape, x.dtype);
+  tileInto(backend.typedArrayFromHeap(x), x.shape, reps, backend.typedArrayFromHeap(out));
+  return out;
+}
+
+/**
+ * Write `src` (of `shape`) repeated `reps[i]` times along each axis into
+ * `dst`. Each source row is copied once; every repetition is a block copy
+ * (`copyWithin`) of the part already written.
+ */
+export function tileInto(
+  src: ArrayLike<number>,
+  shape: readonly number[],
+  reps: readonly number[],
+  dst: Float32Array | Int32Array | Uint8Array,
+): void {
+  const rank = shape.length;
+  if (rank === 0) {
+    dst[0] = src[0];
+    return;
+  }
+  // Elements below one index of each axis, in the output and in the source.
+  const outInner = new Array<number>(rank), srcInner = new Array<number>(rank);
+  outInner[rank - 1] = srcInner[rank - 1] = 1;
+  for (let i = rank - 2; i >= 0; i--) {
+    outInner[i] = outInner[i + 1] * shape[i + 1] * reps[i + 1];
+    srcInner[i] = srcInner[i + 1] * shape[i + 1];
+  }
+  const fill = (axis: number, from: number, to: number): void => {
+    if (axis === rank - 1) {
+      for (let j = 0; j < shape[axis]; j++) dst[to + j] = src[from + j];
+    } else {
+      for (let i = 0; i < shape[axis]; i++) {
+        fill(axis + 1, from + i * srcInner[axis], to + i * outInner[axis]);
+      }
+    }
+    const block = shape[axis] * outInner[axis];
+    for (let k = 1; k < reps[axis]; k++) dst.copyWithin(to + k * block, to, to + block);
+  };
+  fill(0, 0, 0);
+}
+
+/**
+ * Max-pool gradient on the WASM backend in plain JavaScript over the wasm
+ * heap: each output's gradient goes to the first largest input of its window
+ * (the cpu backend's rule). Several times faster than the backend's kernel.
+ */
+function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
+  const backend = args.backend as WasmHeapBackend;
+  const dy = args.inputs.dy as tf.TensorInfo, x = args.inputs.input as tf.TensorInfo;
+  const attrs = args.attrs as unknown as tf.MaxPoolGradAttrs;
+  const info = tf.backend_util.computePool2DInfo(
+    x.shape as [number, number, number, number],
+    attrs.filterSize,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+  const out = backend.makeOutput(x.shape, "float32");
+  const dx = backend.typedArrayFromHeap(out) as Float32Array;
+  const xs = backend.typedArrayFromHeap(x) as Float32Array;
+  const dys = backend.typedArrayFromHeap(dy) as Float32Array;
+  dx.fill(0);
+  const { batchSize, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
+  const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
+  const top = info.padInfo.top, left = info.padInfo.left;
+  let o = 0;
+  for (let b = 0; b < batchSize; b++) {
+    const base = b * H * W * C;
+    for (let oh = 0; oh < OH; oh++) {
+      const r0 = Math.max(0, oh * sh - top), r1 = Math.min(H, oh * sh - top + fh);
+      for (let ow = 0; ow < OW; ow++) {
+        const c0 = Math.max(0, ow * sw - left), c1 = Math.min(W, ow * sw - left + fw);
+        for (let c = 0; c < C; c++, o++) {
+          let best = -Infinity, at = -1;
+          for (let r = r0; r < r1; r++) {
+            for (let col = c0; col < c1; col++) {
+              const i = base + (r * W + col) * C + c;
+              if (xs[i] > best) {
+                best = xs[i];
+                at = i;
+              }
+            }
+          }
+          if (at >= 0) dx[at] += dys[o];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+let originalConv2DBackpropInput: KernelFn | undefined;
+let originalTile: KernelFn | undefined;
+let wasmKernelsRegistered = false;
+
+/**
+ * Register the kernels the WASM backend needs to train a convolutional
+ * network quickly: `Conv2DBackpropFilter` (missing from the backend), a
+ * stride-1 `Conv2DBackpropInput` built on XNNPACK's convolution, a
+ * block-copy `Tile` and a `MaxPoolGrad` in plain JavaScript. Each is tested for parity with the cpu backend. Safe to
+ * call more than once; {@linkcode selectBackend} calls it for you.
+ *
+ * @returns `true` if this call registered the kernels, `false` if they were already there.
+ *
+ * @example Register once
+ * ```ts
+ * import { registerWasmTrainingKernels } from "@tinymnist/tinymnist";
+ * import assert from "node:assert/strict";
+ *
+ * registerWasmTrainingKernels();
+ * assert.equal(registerWasmTrainingKernels(), false);
+ * ```
+ */
+export function registerWasmTrainingKernels(): boolean {
+  if (wasmKernelsRegistered) return false;
+  const replace = (name: string, kernelFunc: KernelFn): KernelFn | undefined => {
+    const previous = tf.getKernel(name, "wasm");
+    if (previous) tf.unregisterKernel(name, "wasm");
+    tf.registerKernel({
+      kernelName: name,
+      backendName: "wasm",
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+      // Keep the backend's setup (it binds the wasm function the fallback uses).
+      setupFunc: previous?.setupFunc,
+    });
+    return previous?.kernelFunc as unknown as KernelFn | undefined;
+  };
+  replace("Conv2DBackpropFilter", conv2DBackpropFilterWasm);
+  originalConv2DBackpropInput = replace("Conv2DBackpropInput", conv2DBackpropInputWasm);
+  originalTile = replace("Tile", tileWasm);
+  replace("MaxPoolGrad", maxPoolGradWasm);
+  wasmKernelsRegistered = true;
+  return true;
+}

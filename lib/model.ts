@@ -1,0 +1,272 @@
+/**
+ * Tiny convolutional networks for 28×28 grey digits, wrapped in a
+ * {@linkcode Classifier} so that no TensorFlow.js class leaks into the API.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** Side of the square input images, in pixels. */
+export const IMAGE_SIZE = 28;
+/** Number of pixels in one image. */
+export const IMAGE_PIXELS: number = IMAGE_SIZE * IMAGE_SIZE;
+/** Number of classes (digits 0–9). */
+export const NUM_CLASSES = 10;
+/** Mean and standard deviation of MNIST training pixels in [0, 1]. */
+export const MNIST_MEAN = 0.1307, MNIST_STD = 0.3081;
+
+/** The architectures {@linkcode createModel} can build. */
+export type ModelPreset = "tiny" | "seed";
+
+/** The architectures, with a one-line description each. */
+export const MODEL_PRESETS: Readonly<Record<ModelPreset, string>> = {
+  tiny: "default: conv 16→32→32 (BN, ReLU, max-pool), dense 288→10; ~17k params",
+  seed:
+    "the original: conv 8→16→16 (BN, ReLU, max-pool), dropout 0.25, dense 32, dense 10; 8,618 params",
+};
+
+/** Options for {@linkcode createModel}. */
+export interface ModelOptions {
+  /**
+   * Which architecture to build.
+   * @default {"tiny"}
+   */
+  preset?: ModelPreset;
+  /**
+   * Seed for the weight initialisers, so that two models built with the same
+   * seed start from identical weights.
+   * @default {42}
+   */
+  seed?: number;
+}
+
+/**
+ * A trained or untrained digit classifier. Inputs are images in pixel space
+ * `[0, 1]`, row-major `[n, 28, 28, 1]` flattened into one `Float32Array`; the
+ * model normalises them itself.
+ */
+export interface Classifier {
+  /** The architecture it was built from (`"custom"` when loaded from unknown JSON). */
+  readonly preset: string;
+  /** Number of trainable parameters. */
+  readonly params: number;
+  /** One line per layer: name, output shape and parameter count. */
+  summary(): string[];
+  /**
+   * Class probabilities for `n` images.
+   * @param images `n * 784` pixels in [0, 1].
+   * @returns `n * 10` probabilities, row by row.
+   */
+  predict(images: Float32Array): Promise<Float32Array>;
+  /**
+   * The most probable digit for each of `n` images.
+   * @param images `n * 784` pixels in [0, 1].
+   * @returns `n` digits.
+   */
+  classify(images: Float32Array): Promise<Uint8Array>;
+  /** Free the model's tensors; it cannot be used afterwards. */
+  dispose(): void;
+}
+
+const layersModels = new WeakMap<Classifier, tf.LayersModel>();
+
+/**
+ * The TensorFlow.js model behind a {@linkcode Classifier}. Internal to
+ * tinymnist (trainer, evaluator, save/load); not part of the public API.
+ */
+export function layersModelOf(classifier: Classifier): tf.LayersModel {
+  const model = layersModels.get(classifier);
+  if (!model) {
+    throw new TypeError(
+      "Cannot use classifier: expected a model made by createModel or loadModel, got another object",
+    );
+  }
+  return model;
+}
+
+/** Batch size used by `predict` so that huge inputs do not exhaust memory. */
+const PREDICT_BATCH = 1000;
+
+/**
+ * Wrap a TensorFlow.js layers model as a {@linkcode Classifier}. Internal.
+ */
+export function wrapLayersModel(
+  model: tf.LayersModel,
+  preset: string,
+): Classifier {
+  const predict = async (images: Float32Array): Promise<Float32Array> => {
+    const n = checkImages(images, "predict");
+    const out = new Float32Array(n * NUM_CLASSES);
+    for (let start = 0; start < n; start += PREDICT_BATCH) {
+      const end = Math.min(n, start + PREDICT_BATCH);
+      const probs = tf.tidy(() =>
+        model.predict(
+          tf.tensor4d(
+            images.subarray(start * IMAGE_PIXELS, end * IMAGE_PIXELS),
+            [end - start, IMAGE_SIZE, IMAGE_SIZE, 1],
+          ),
+        ) as tf.Tensor
+      );
+      out.set(await probs.data() as Float32Array, start * NUM_CLASSES);
+      probs.dispose();
+    }
+    return out;
+  };
+  const classifier: Classifier = {
+    preset,
+    params: countTrainable(model),
+    summary: () =>
+      model.layers.map((layer) => {
+        const shape = JSON.stringify(layer.outputShape).replaceAll("null", "n");
+        return `${layer.name.padEnd(14)} ${shape.padEnd(16)} ${layer.countParams()}`;
+      }),
+    predict,
+    classify: async (images) => argmaxRows(await predict(images)),
+    dispose: () => model.dispose(),
+  };
+  layersModels.set(classifier, model);
+  return classifier;
+}
+
+/** The index of the largest value in each row of 10. */
+export function argmaxRows(probs: Float32Array): Uint8Array {
+  const n = probs.length / NUM_CLASSES;
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let k = 1; k < NUM_CLASSES; k++) {
+      if (probs[i * NUM_CLASSES + k] > probs[i * NUM_CLASSES + best]) best = k;
+    }
+    out[i] = best;
+  }
+  return out;
+}
+
+/**
+ * Check that `images` holds whole 28×28 images; returns how many.
+ * @throws {TypeError} When it is not a Float32Array of n × 784 values.
+ */
+export function checkImages(images: unknown, action: string): number {
+  if (!(images instanceof Float32Array)) {
+    const got = images === null ? "null" : (images as object)?.constructor?.name ?? typeof images;
+    throw new TypeError(
+      `Cannot ${action}: expected images as a Float32Array, got ${got}`,
+    );
+  }
+  if (images.length === 0 || images.length % IMAGE_PIXELS !== 0) {
+    throw new TypeError(
+      `Cannot ${action}: expected a multiple of ${IMAGE_PIXELS} pixels (n × 28 × 28), got ${images.length}`,
+    );
+  }
+  return images.length / IMAGE_PIXELS;
+}
+
+function countTrainable(model: tf.LayersModel): number {
+  return model.trainableWeights.reduce(
+    (sum, w) => sum + (w.shape as number[]).reduce((a, b) => a * b, 1),
+    0,
+  );
+}
+
+/**
+ * Build a NEW, untrained classifier. Each call returns an independent model.
+ *
+ * @param options Architecture and initialisation seed.
+ * @returns A classifier with freshly initialised weights.
+ * @throws {RangeError} For an unknown preset.
+ *
+ * @example Build the default model
+ * ```ts
+ * import { createModel, countParams } from "@tinymnist/tinymnist";
+ * import assert from "node:assert/strict";
+ *
+ * const model = createModel();
+ * assert.ok(countParams(model) < 25_000);
+ * model.dispose();
+ * ```
+ */
+export function createModel(options: ModelOptions = {}): Classifier {
+  const preset = options.preset ?? "tiny";
+  const seed = options.seed ?? 42;
+  if (!(preset in MODEL_PRESETS)) {
+    throw new RangeError(
+      `Cannot create model: expected preset ${
+        Object.keys(MODEL_PRESETS).map((p) => `"${p}"`).join(" or ")
+      }, got "${preset}"`,
+    );
+  }
+  let n = 0;
+  // Each initialiser gets its own seed so that layers do not share weights.
+  const init = () => tf.initializers.heNormal({ seed: seed * 1000 + n++ });
+  const bn = () => tf.layers.batchNormalization({ momentum: 0.9 }); // PyTorch's 0.1
+  const conv = (filters: number, useBias: boolean) =>
+    tf.layers.conv2d({
+      filters,
+      kernelSize: 3,
+      padding: "same",
+      useBias,
+      kernelInitializer: init(),
+    });
+  const model = tf.sequential({ name: preset });
+  model.add(tf.layers.inputLayer({ inputShape: [IMAGE_SIZE, IMAGE_SIZE, 1] }));
+  model.add(
+    tf.layers.rescaling({
+      scale: 1 / MNIST_STD,
+      offset: -MNIST_MEAN / MNIST_STD,
+    }),
+  );
+  if (preset === "seed") {
+    for (const filters of [8, 16, 16]) { // [28→14→7→3]
+      model.add(conv(filters, true));
+      model.add(bn());
+      model.add(tf.layers.reLU());
+      model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+    }
+    model.add(tf.layers.dropout({ rate: 0.25, seed }));
+    model.add(tf.layers.flatten()); // [3,3,16] -> 144
+    model.add(
+      tf.layers.dense({
+        units: 32,
+        activation: "relu",
+        kernelInitializer: init(),
+      }),
+    );
+  } else {
+    // Conv without bias: the batch norm that follows has its own shift.
+    for (const filters of [16, 32, 32]) { // [28,28,16]→[14,14,32]→[7,7,32]→[3,3,32]
+      model.add(conv(filters, false));
+      model.add(bn());
+      model.add(tf.layers.reLU());
+      model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+    }
+    model.add(tf.layers.flatten()); // [3,3,32] -> 288
+  }
+  model.add(tf.layers.dense({
+    units: NUM_CLASSES,
+    activation: "softmax",
+    kernelInitializer: tf.initializers.glorotUniform({
+      seed: seed * 1000 + n++,
+    }),
+  }));
+  return wrapLayersModel(model, preset);
+}
+
+/**
+ * The number of trainable parameters of a classifier.
+ *
+ * @param model A classifier from {@linkcode createModel} or `loadModel`.
+ * @returns Trainable parameter count (batch-norm moving statistics excluded).
+ *
+ * @example The original architecture has 8,618 parameters
+ * ```ts
+ * import { createModel, countParams } from "@tinymnist/tinymnist";
+ * import assert from "node:assert/strict";
+ *
+ * const seed = createModel({ preset: "seed" });
+ * assert.equal(countParams(seed), 8618);
+ * seed.dispose();
+ * ```
+ */
+export function countParams(model: Classifier): number {
+  return countTrainable(layersModelOf(model));
+}

@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { selectBackend } from "../lib/backend.ts";
+import { countParams, createModel, layersModelOf } from "../lib/model.ts";
+
+await selectBackend("cpu");
+
+Deno.test("the default model maps [n,28,28,1] to 10 classes with fewer than 25,000 parameters", () => {
+  const model = createModel();
+  const net = layersModelOf(model);
+  assert.deepEqual(net.inputs[0].shape, [null, 28, 28, 1]);
+  assert.deepEqual(net.outputs[0].shape, [null, 10]);
+  const total = net.countParams(); // batch-norm moving statistics included
+  assert.ok(total < 25_000, `${total} parameters`);
+  assert.equal(countParams(model), model.params);
+  assert.ok(model.params > 10_000, "the default is more than the seed model");
+  model.dispose();
+});
+
+Deno.test("the seed preset is the original architecture: 8,618 trainable parameters", () => {
+  const model = createModel({ preset: "seed" });
+  assert.equal(countParams(model), 8618);
+  const kinds = layersModelOf(model).layers.map((l) => l.getClassName());
+  assert.deepEqual(kinds.filter((k) => k === "Conv2D").length, 3);
+  assert.deepEqual(kinds.filter((k) => k === "BatchNormalization").length, 3);
+  assert.deepEqual(kinds.filter((k) => k === "MaxPooling2D").length, 3);
+  assert.ok(kinds.includes("Dropout"));
+  model.dispose();
+});
+
+Deno.test("createModel returns a new, independent model each call; same seed, same weights", async () => {
+  const a = createModel({ seed: 5 }), b = createModel({ seed: 5 }), c = createModel({ seed: 6 });
+  assert.notEqual(layersModelOf(a), layersModelOf(b));
+  const images = new Float32Array(3 * 784).map((_, i) => (i * 7919 % 256) / 255);
+  const [pa, pb, pc] = [await a.predict(images), await b.predict(images), await c.predict(images)];
+  assert.deepEqual(pa, pb);
+  assert.notDeepEqual(pa, pc);
+  layersModelOf(b).layers[2].setWeights(
+    layersModelOf(b).layers[2].getWeights().map((w) => w.mul(0)),
+  );
+  assert.deepEqual(await a.predict(images), pa, "changing b leaves a alone");
+  for (const m of [a, b, c]) m.dispose();
+});
+
+Deno.test("predict gives probabilities, classify the argmax, and neither leaks tensors", async () => {
+  const model = createModel();
+  const images = new Float32Array(5 * 784).fill(0.3);
+  const before = tf.memory().numTensors;
+  const probs = await model.predict(images);
+  const classes = await model.classify(images);
+  assert.equal(tf.memory().numTensors, before);
+  assert.equal(probs.length, 50);
+  for (let i = 0; i < 5; i++) {
+    const row = probs.subarray(i * 10, i * 10 + 10);
+    assert.ok(Math.abs(row.reduce((a, b) => a + b) - 1) < 1e-5);
+    assert.equal(classes[i], row.indexOf(Math.max(...row)));
+  }
+  model.dispose();
+});
+
+Deno.test("bad input is a TypeError that says what was expected", async () => {
+  const model = createModel();
+  await assert.rejects(model.predict(new Float32Array(700)), {
+    name: "TypeError",
+    message: "Cannot predict: expected a multiple of 784 pixels (n × 28 × 28), got 700",
+  });
+  await assert.rejects(model.predict(new Uint8Array(784) as unknown as Float32Array), {
+    name: "TypeError",
+    message: "Cannot predict: expected images as a Float32Array, got Uint8Array",
+  });
+  assert.throws(() => createModel({ preset: "huge" as "tiny" }), {
+    name: "RangeError",
+    message: 'Cannot create model: expected preset "tiny" or "seed", got "huge"',
+  });
+  model.dispose();
+});

@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { selectBackend } from "../lib/backend.ts";
+import { createModel } from "../lib/model.ts";
+import { learningRateAt, train } from "../lib/train.ts";
+
+/** Two easy classes: a bright left half (0) or a bright right half (1), with noise. */
+function halves(count: number) {
+  const images = new Float32Array(count * 784), labels = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    labels[i] = i % 2;
+    for (let r = 0; r < 28; r++) {
+      for (let c = 0; c < 28; c++) {
+        const lit = (c < 14) === (labels[i] === 0);
+        images[i * 784 + r * 28 + c] = lit ? 0.6 + ((i * 31 + r * 7 + c) % 5) / 20 : 0;
+      }
+    }
+  }
+  return { images, labels, count };
+}
+
+Deno.test("one-cycle schedule: warm-up to the peak at 20%, cosine decay to peak/1000", () => {
+  assert.equal(learningRateAt(0, 100, 0.01, "one-cycle"), 0.01 / 25);
+  assert.equal(learningRateAt(20, 100, 0.01, "one-cycle"), 0.01);
+  assert.ok(Math.abs(learningRateAt(99, 100, 0.01, "one-cycle") - 0.01 / 1000) < 1e-12);
+  for (let s = 21; s < 100; s++) {
+    assert.ok(
+      learningRateAt(s, 100, 0.01, "one-cycle") <= learningRateAt(s - 1, 100, 0.01, "one-cycle"),
+    );
+  }
+  assert.equal(learningRateAt(50, 100, 0.01, "constant"), 0.01);
+});
+
+// The cpu backend is ~30× slower than wasm: it gets a smaller set.
+for (const [backend, count] of [["wasm", 256], ["cpu", 64]] as const) {
+  Deno.test(`an epoch on ${backend} learns an easy task and leaks no tensors`, async () => {
+    await selectBackend(backend);
+    const model = createModel({ preset: "seed" });
+    const data = halves(count);
+    const before = tf.memory().numTensors;
+    const batches: number[] = [];
+    const result = await train(model, data, {
+      epochs: 2,
+      batchSize: count / 8,
+      lossEvery: 1,
+      onBatchEnd: (e) => batches.push(e.loss),
+    });
+    assert.equal(tf.memory().numTensors, before, "tensors after training");
+    assert.equal(result.images, 2 * count);
+    assert.equal(batches.length, 16);
+    assert.ok(
+      result.epochs[1].loss < result.epochs[0].loss,
+      `loss ${result.epochs.map((e) => e.loss)}`,
+    );
+    const predicted = await model.classify(data.images);
+    assert.ok(predicted.every((p, i) => p === data.labels[i]), "all training images right");
+    model.dispose();
+  });
+}
+
+Deno.test("training is deterministic for a seed on wasm", async () => {
+  await selectBackend("wasm");
+  const data = halves(64);
+  const run = async () => {
+    const model = createModel({ seed: 1 });
+    await train(model, data, { batchSize: 16, seed: 9 });
+    const out = await model.predict(data.images);
+    model.dispose();
+    return out;
+  };
+  assert.deepEqual(await run(), await run());
+});
+
+Deno.test("invalid training options are RangeErrors with the value found", async () => {
+  await selectBackend("cpu");
+  const model = createModel({ preset: "seed" });
+  const data = halves(4);
+  await assert.rejects(train(model, data, { batchSize: 0 }), {
+    name: "RangeError",
+    message: "Cannot train: expected batchSize to be a positive integer, got 0",
+  });
+  await assert.rejects(train(model, data, { labelSmoothing: 1 }), {
+    name: "RangeError",
+    message: "Cannot train: expected labelSmoothing in [0, 1), got 1",
+  });
+  await assert.rejects(train(model, { ...data, count: 5 }), {
+    name: "RangeError",
+    message: "Cannot train: expected 3920 pixels for 5 images, got 3136",
+  });
+  model.dispose();
+});

@@ -1,5 +1,117 @@
 /**
- * tinymnist.
+ * tinymnist: train, evaluate, save and serve tiny (<25,000-parameter)
+ * convolutional networks for MNIST digits with TensorFlow.js, on Deno's
+ * WebGPU, WASM or the plain CPU backend.
+ *
+ * @example Train on a few synthetic images, evaluate, save and load back
+ * ```ts
+ * import {
+ *   createModel,
+ *   evaluate,
+ *   loadModel,
+ *   saveModel,
+ *   selectBackend,
+ *   train,
+ * } from "@tinymnist/tinymnist";
+ * import assert from "node:assert/strict";
+ *
+ * const backend = await selectBackend("wasm"); // or "auto": webgpu → wasm → cpu
+ * assert.equal(backend.name, "wasm");
+ * // Real data: `const { train: trainSet, test } = await loadMnist();`
+ * const count = 64;
+ * const labels = new Uint8Array(count).map((_, i) => i % 2);
+ * const images = new Float32Array(count * 784).map((_, p) =>
+ *   (p % 28 < 14) === (labels[Math.floor(p / 784)] === 0) ? 1 : 0
+ * );
+ * const model = createModel();
+ * await train(model, { images, labels, count }, { batchSize: 16, epochs: 3 });
+ * const { accuracy } = await evaluate(model, { images, labels, count });
+ * assert.ok(accuracy > 0.9);
+ *
+ * const dir = await Deno.makeTempDir();
+ * const loaded = await loadModel(await saveModel(model, dir));
+ * assert.deepEqual(await loaded.predict(images), await model.predict(images));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
  * @module
  */
 export { createRng, type Rng, shuffle } from "./lib/rng.ts";
+export {
+  addNoise,
+  affineBatch,
+  type AffineParams,
+  augmentBatch,
+  type AugmentOptions,
+  elasticBatch,
+  rotateBatch,
+  shiftBatch,
+} from "./lib/augment.ts";
+export { encodePng } from "./lib/png.ts";
+export { PREVIEW_ROWS, type PreviewOptions, renderPreview } from "./lib/preview.ts";
+export {
+  encodeIdx,
+  type IdxArray,
+  IdxFormatError,
+  type IdxImages,
+  parseIdx,
+  parseIdxImages,
+  parseIdxLabels,
+} from "./lib/idx.ts";
+export {
+  type Dataset,
+  loadMnist,
+  type LoadMnistOptions,
+  type MnistData,
+  MnistDataError,
+  type MnistProgressEvent,
+  type MnistSplit,
+  toFloat32Images,
+} from "./lib/mnist.ts";
+export {
+  BACKEND_ORDER,
+  BackendError,
+  type BackendName,
+  type BackendPreference,
+  type BackendSelection,
+  DISABLE_WEBGPU_ENV,
+  type GpuAdapterLike,
+  type GpuLike,
+  registerWasmTrainingKernels,
+  selectBackend,
+  type SelectBackendOptions,
+} from "./lib/backend.ts";
+export {
+  type Classifier,
+  countParams,
+  createModel,
+  IMAGE_SIZE,
+  MODEL_PRESETS,
+  type ModelOptions,
+  type ModelPreset,
+  NUM_CLASSES,
+} from "./lib/model.ts";
+export {
+  type BatchEvent,
+  type EpochEvent,
+  type LabelledImages,
+  learningRateAt,
+  train,
+  type TrainOptions,
+  type TrainResult,
+} from "./lib/train.ts";
+export {
+  evaluate,
+  type Evaluation,
+  noiseRobustness,
+  robustness,
+  type RobustnessOptions,
+  type RobustnessReport,
+} from "./lib/evaluate.ts";
+export {
+  loadModel,
+  ModelFileError,
+  modelFolderName,
+  saveModel,
+  type SaveModelOptions,
+} from "./lib/io.ts";

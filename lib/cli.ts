@@ -1,0 +1,273 @@
+/**
+ * The command line: `deno task train` and `deno task preview`. The only module
+ * of tinymnist that prints.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { BACKEND_ORDER, type BackendPreference, selectBackend } from "./backend.ts";
+import { evaluate, robustness } from "./evaluate.ts";
+import { saveModel } from "./io.ts";
+import { type Dataset, loadMnist } from "./mnist.ts";
+import { createModel, MODEL_PRESETS, type ModelPreset } from "./model.ts";
+import { PREVIEW_ROWS, renderPreview } from "./preview.ts";
+import { type BatchEvent, train } from "./train.ts";
+
+const TRAIN_HELP = `Usage: deno task train [options]
+
+Train a tiny CNN on MNIST for one pass (by default), evaluate it on the test
+set and save it as <out>/mnist_model_YYYYMMDD_HHMMSS.
+
+Options:
+  --epochs N         passes over the 60,000 training images (default 1)
+  --batch-size N     images per step (default 64)
+  --lr X             peak learning rate of the one-cycle schedule (default 0.01)
+  --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny)
+  --backend NAME     auto, ${BACKEND_ORDER.join(", ")} (default auto: the first that works)
+  --data-dir DIR     folder with the four MNIST files (.gz or not); default:
+                     $TINYMNIST_DATA_DIR, then data/<dataset>/, then download
+  --dataset NAME     mnist or fashion-mnist (default mnist)
+  --seed N           seed of weights and shuffling (default 42)
+  --out DIR          where to save the model (default ./models)
+  --no-save          do not save the model
+  --json             print a JSON summary as the last line of stdout
+  --help             show this help`;
+
+const PREVIEW_HELP = `Usage: deno task preview [options]
+
+Write a PNG grid: a row of test digits, then one row per augmentation.
+
+Options:
+  --data-dir DIR     folder with the MNIST files (as for train)
+  --out FILE         output file (default augmentation-preview.png)
+  --seed N           seed of the random transforms (default 1)
+  --help             show this help`;
+
+/** A bad flag or value: printed as one line, exit code 2. */
+class UsageError extends Error {}
+
+function integer(name: string, value: string | undefined, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    throw new UsageError(`--${name} expects an integer ≥ ${min}, got "${value}"`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(
+  name: string,
+  value: string | undefined,
+  allowed: readonly T[],
+  fallback: T,
+): T {
+  if (value === undefined) return fallback;
+  if (!allowed.includes(value as T)) {
+    throw new UsageError(`--${name} expects one of ${allowed.join(", ")}, got "${value}"`);
+  }
+  return value as T;
+}
+
+const encoder = new TextEncoder();
+const err = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
+
+/** Renders training progress: a bar on a terminal, a line per 10% otherwise. */
+function progressReporter(tty: boolean): (e: BatchEvent) => void {
+  let lastDraw = 0, lastDecile = -1;
+  return (e) => {
+    const fraction = e.images / e.totalImages;
+    const rate = e.images / Math.max(e.seconds, 1e-9);
+    const eta = (e.totalImages - e.images) / Math.max(rate, 1e-9);
+    const loss = Number.isNaN(e.loss) ? "  -   " : e.loss.toFixed(4);
+    const text = `${e.images}/${e.totalImages} img  ${rate.toFixed(0)} img/s  loss ${loss}  ETA ${
+      eta.toFixed(0)
+    }s`;
+    if (tty) {
+      const now = performance.now();
+      if (now - lastDraw < 100 && fraction < 1) return;
+      lastDraw = now;
+      const width = 30, filled = Math.round(fraction * width);
+      err(
+        `\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${
+          (100 * fraction).toFixed(0).padStart(3)
+        }% ${text}\x1b[K`,
+      );
+      if (fraction >= 1) err("\n");
+    } else {
+      const decile = Math.floor(fraction * 10);
+      if (decile > lastDecile) {
+        lastDecile = decile;
+        err(`progress ${(100 * fraction).toFixed(0)}% ${text}\n`);
+      }
+    }
+  };
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+async function trainCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      epochs: { type: "string" },
+      "batch-size": { type: "string" },
+      lr: { type: "string" },
+      preset: { type: "string" },
+      backend: { type: "string" },
+      "data-dir": { type: "string" },
+      dataset: { type: "string" },
+      seed: { type: "string" },
+      out: { type: "string" },
+      "no-save": { type: "boolean" },
+      json: { type: "boolean" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help) {
+    console.log(TRAIN_HELP);
+    return 0;
+  }
+  const epochs = integer("epochs", values.epochs, 1);
+  const batchSize = integer("batch-size", values["batch-size"], 64);
+  const seed = integer("seed", values.seed, 42, 0);
+  const learningRate = values.lr === undefined ? undefined : Number(values.lr);
+  if (learningRate !== undefined && !(learningRate > 0)) {
+    throw new UsageError(`--lr expects a positive number, got "${values.lr}"`);
+  }
+  const preset = oneOf(
+    "preset",
+    values.preset,
+    Object.keys(MODEL_PRESETS) as ModelPreset[],
+    "tiny",
+  );
+  const backend = oneOf<BackendPreference>(
+    "backend",
+    values.backend,
+    ["auto", ...BACKEND_ORDER],
+    "auto",
+  );
+  const dataset = oneOf<Dataset>("dataset", values.dataset, ["mnist", "fashion-mnist"], "mnist");
+  const out = values.out ?? "./models";
+  const json = values.json ?? false;
+  const say = (line: string) => (json ? err(line + "\n") : console.log(line));
+
+  const selection = await selectBackend(backend);
+  say(`backend: ${selection.description}`);
+  for (const why of selection.rejected) say(`  passed over ${why}`);
+
+  const data = await loadMnist({ dataset, dir: values["data-dir"] });
+  say(`data: ${dataset} from ${data.source} (${data.train.count} train, ${data.test.count} test)`);
+
+  const model = createModel({ preset, seed });
+  say(`model: ${preset}, ${model.params.toLocaleString("en-US")} trainable parameters`);
+
+  const result = await train(model, data.train, {
+    epochs,
+    batchSize,
+    learningRate,
+    seed,
+    onBatchEnd: progressReporter(Deno.stderr.isTerminal()),
+    onEpochEnd: (e) =>
+      say(
+        `epoch ${e.epoch + 1}/${epochs}: loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s, ${
+          e.imagesPerSecond.toFixed(0)
+        } img/s`,
+      ),
+  });
+  say(
+    `trained ${result.images} images in ${result.seconds.toFixed(1)} s (${
+      result.imagesPerSecond.toFixed(0)
+    } img/s)`,
+  );
+
+  const evaluation = await evaluate(model, data.test);
+  say(`test accuracy: ${pct(evaluation.accuracy)} on ${evaluation.count} images`);
+  say(`per class: ${evaluation.perClass.map((a, k) => `${k}:${(100 * a).toFixed(1)}`).join(" ")}`);
+  const report = await robustness(model, data.test, { seed });
+  const line = (name: string, r: Record<string, number>, unit = "") =>
+    `  ${name.padEnd(8)} ${Object.entries(r).map(([k, v]) => `${k}${unit} ${pct(v)}`).join("  ")}`;
+  say("robustness (test accuracy under perturbation):");
+  say(line("rotation", report.rotation, "°"));
+  say(line("shift", report.shift, "px"));
+  say(line("noise σ", report.noise));
+  say(line("elastic α", report.elastic));
+
+  const modelPath = values["no-save"] ? null : await saveModel(model, out);
+  if (modelPath) say(`saved: ${modelPath}`);
+  model.dispose();
+  if (json) {
+    console.log(JSON.stringify({
+      params: model.params,
+      preset,
+      backend: selection.name,
+      backendDescription: selection.description,
+      dataset,
+      epochs,
+      batchSize,
+      seed,
+      trainSeconds: result.seconds,
+      imagesPerSecond: result.imagesPerSecond,
+      testAccuracy: evaluation.accuracy,
+      perClassAccuracy: evaluation.perClass,
+      noiseAccuracy: report.noise,
+      robustness: report,
+      modelPath,
+    }));
+  }
+  return 0;
+}
+
+async function previewCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      "data-dir": { type: "string" },
+      out: { type: "string" },
+      seed: { type: "string" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help) {
+    console.log(PREVIEW_HELP);
+    return 0;
+  }
+  const seed = integer("seed", values.seed, 1, 0);
+  const out = values.out ?? "augmentation-preview.png";
+  const data = await loadMnist({ dir: values["data-dir"] });
+  const png = await renderPreview(data.test.images.subarray(0, 8 * 784), { seed });
+  const temp = `${out}.tmp-${crypto.randomUUID()}`;
+  await Deno.writeFile(temp, png);
+  await Deno.rename(temp, out);
+  console.log(`wrote ${out}: rows ${PREVIEW_ROWS.join(", ")}`);
+  return 0;
+}
+
+/**
+ * Run the command line with the given arguments.
+ *
+ * @param args The arguments after the program name.
+ * @returns The process exit code: 0 on success, 1 on failure, 2 for bad usage.
+ */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args[0]?.startsWith("-") || args.length === 0
+    ? ["train", ...args]
+    : args;
+  try {
+    if (command === "train") return await trainCommand(rest);
+    if (command === "preview") return await previewCommand(rest);
+    throw new UsageError(`unknown command "${command}": expected train or preview`);
+  } catch (error) {
+    const usage = error instanceof UsageError ||
+      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    // node:util's parse errors run to several lines; the first says it all.
+    const message = (error as Error).message.split("\n")[0].replace(/\. To specify .*$/, "");
+    err(`error: ${message}${usage ? " (see --help)" : ""}\n`);
+    return usage ? 2 : 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -11,7 +11,7 @@ import { saveModel } from "./io.ts";
 import { type Dataset, loadMnist } from "./mnist.ts";
 import { createModel, MODEL_PRESETS, type ModelPreset } from "./model.ts";
 import { PREVIEW_ROWS, renderPreview } from "./preview.ts";
-import { type BatchEvent, train } from "./train.ts";
+import { type BatchEvent, MILD_AUGMENTATION, train } from "./train.ts";
 
 const TRAIN_HELP = `Usage: deno task train [options]
 
@@ -21,7 +21,12 @@ set and save it as <out>/mnist_model_YYYYMMDD_HHMMSS.
 Options:
   --epochs N         passes over the 60,000 training images (default 1)
   --batch-size N     images per step (default 64)
-  --lr X             peak learning rate of the one-cycle schedule (default 0.01)
+  --lr X             peak learning rate of the one-cycle schedule (default 0.02)
+  --mini-epochs K    split the pass into K chunks with their own schedule (default 1)
+  --hard-examples F  re-present the highest-loss examples for this fraction of
+                     the pass, within the same budget (default 0.1)
+  --no-augment       do not augment training batches (default: mild
+                     augmentation whose strength decays to 0 over the run)
   --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny)
   --backend NAME     auto, ${BACKEND_ORDER.join(", ")} (default auto: the first that works)
   --data-dir DIR     folder with the four MNIST files (.gz or not); default:
@@ -114,6 +119,9 @@ async function trainCommand(args: string[]): Promise<number> {
       "batch-size": { type: "string" },
       lr: { type: "string" },
       preset: { type: "string" },
+      "mini-epochs": { type: "string" },
+      "hard-examples": { type: "string" },
+      "no-augment": { type: "boolean" },
       backend: { type: "string" },
       "data-dir": { type: "string" },
       dataset: { type: "string" },
@@ -134,6 +142,15 @@ async function trainCommand(args: string[]): Promise<number> {
   const learningRate = values.lr === undefined ? undefined : Number(values.lr);
   if (learningRate !== undefined && !(learningRate > 0)) {
     throw new UsageError(`--lr expects a positive number, got "${values.lr}"`);
+  }
+  const miniEpochs = integer("mini-epochs", values["mini-epochs"], 1);
+  const hardExamples = values["hard-examples"] === undefined
+    ? undefined
+    : Number(values["hard-examples"]);
+  if (hardExamples !== undefined && !(hardExamples >= 0 && hardExamples <= 0.5)) {
+    throw new UsageError(
+      `--hard-examples expects a fraction in [0, 0.5], got "${values["hard-examples"]}"`,
+    );
   }
   const preset = oneOf(
     "preset",
@@ -167,6 +184,9 @@ async function trainCommand(args: string[]): Promise<number> {
     batchSize,
     learningRate,
     seed,
+    miniEpochs,
+    hardExamples,
+    augment: values["no-augment"] ? false : MILD_AUGMENTATION,
     onBatchEnd: progressReporter(Deno.stderr.isTerminal()),
     onEpochEnd: (e) =>
       say(

@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type Classifier, IMAGE_PIXELS, IMAGE_SIZE, layersModelOf, NUM_CLASSES } from "./model.ts";
+import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { createRng, shuffle } from "./rng.ts";
 
 /** Labelled images: `count` images of 28×28 pixels in [0, 1], and their digits. */
@@ -18,6 +19,20 @@ export interface LabelledImages {
   /** Number of images. */
   count: number;
 }
+
+/**
+ * Mild augmentation for one-pass training: small rotations, shifts, scaling,
+ * shear and some elastic distortion. One pass leaves no time to learn from
+ * strong distortions (the original's ±30° cost it 2 points of accuracy).
+ */
+export const MILD_AUGMENTATION: Readonly<AugmentOptions> = Object.freeze({
+  rotationDegrees: 10,
+  translate: 0.1,
+  scale: [0.9, 1.1] as const,
+  shearDegrees: 10,
+  elasticProbability: 0.2,
+  noiseProbability: 0,
+});
 
 /** Progress after one batch, passed to `onBatchEnd`. */
 export interface BatchEvent {
@@ -69,8 +84,9 @@ export interface TrainOptions {
    */
   batchSize?: number;
   /**
-   * Peak learning rate of the one-cycle schedule (Adam).
-   * @default {0.01}
+   * Peak learning rate of the one-cycle schedule (Adam). 0.02 measured
+   * better than 0.01 for one pass of the default model (99.0–99.2% vs 98.9%).
+   * @default {0.02}
    */
   learningRate?: number;
   /**
@@ -91,6 +107,39 @@ export interface TrainOptions {
    */
   seed?: number;
   /**
+   * "Mini-epochs": split each pass into this many chunks, each with its own
+   * learning-rate schedule whose peak is `miniEpochDecay` times the previous
+   * one's (warm restarts). 1 means one schedule over the whole run.
+   * @default {1}
+   */
+  miniEpochs?: number;
+  /**
+   * Peak of each mini-epoch's schedule relative to the previous one's.
+   * @default {0.7}
+   */
+  miniEpochDecay?: number;
+  /**
+   * Focus on difficult examples: this fraction of each mini-epoch's
+   * presentations re-presents the examples with the highest loss seen so far
+   * (per-sample loss is tracked, relative to the mean loss of its batch so
+   * that examples seen early are not favoured), in place of fresh ones, so the budget of
+   * `epochs × count` presentations is unchanged. At most 0.5. The default
+   * recipe uses 0.1 (see the README's ablation).
+   * @default {0.1}
+   */
+  hardExamples?: number;
+  /**
+   * Augmentation applied to each training batch in pixel space, or `false`.
+   * @default {MILD_AUGMENTATION}
+   */
+  augment?: AugmentOptions | false;
+  /**
+   * `"decay"`: augmentation strength falls linearly from 1 to 0 over the run
+   * (strong early, clean images at the end); `"constant"`: strength 1.
+   * @default {"decay"}
+   */
+  augmentSchedule?: "constant" | "decay";
+  /**
    * Read the loss back every this many batches. A read-back waits for the
    * device, so reading every batch costs speed on a GPU.
    * @default {20}
@@ -100,6 +149,8 @@ export interface TrainOptions {
   onBatchEnd?: (event: BatchEvent) => void;
   /** Called after every epoch. */
   onEpochEnd?: (event: EpochEvent) => void;
+  /** Called with the indices of the difficult examples chosen for re-presentation. */
+  onHardExamples?: (indices: Int32Array) => void;
 }
 
 /** What {@linkcode train} returns. */
@@ -112,6 +163,12 @@ export interface TrainResult {
   imagesPerSecond: number;
   /** One entry per epoch. */
   epochs: EpochEvent[];
+  /** Presentations that were re-presented difficult examples. */
+  hardPresentations: number;
+  /** Distinct training images presented at least once. */
+  distinctImages: number;
+  /** Seconds of the first step (shader compilation, kernel set-up), included in `seconds`. */
+  warmupSeconds: number;
 }
 
 /**
@@ -221,82 +278,170 @@ export async function train(
   const epochs = positiveInteger("epochs", options.epochs ?? 1);
   const batchSize = positiveInteger("batchSize", options.batchSize ?? 64);
   const lossEvery = positiveInteger("lossEvery", options.lossEvery ?? 20);
-  const peak = options.learningRate ?? 0.01;
+  const miniEpochs = positiveInteger("miniEpochs", options.miniEpochs ?? 1);
+  const peak = options.learningRate ?? 0.02;
   if (!(peak > 0)) {
-    throw new RangeError(
-      `Cannot train: expected a positive learningRate, got ${peak}`,
-    );
+    throw new RangeError(`Cannot train: expected a positive learningRate, got ${peak}`);
   }
   const smoothing = options.labelSmoothing ?? 0.1;
   if (!(smoothing >= 0 && smoothing < 1)) {
-    throw new RangeError(
-      `Cannot train: expected labelSmoothing in [0, 1), got ${smoothing}`,
-    );
+    throw new RangeError(`Cannot train: expected labelSmoothing in [0, 1), got ${smoothing}`);
   }
+  const hardFraction = options.hardExamples ?? 0.1;
+  // At most half: the difficult examples are drawn from the fresh ones seen before.
+  if (!(hardFraction >= 0 && hardFraction <= 0.5)) {
+    throw new RangeError(`Cannot train: expected hardExamples in [0, 0.5], got ${hardFraction}`);
+  }
+  const decay = options.miniEpochDecay ?? 0.7;
+  if (!(decay > 0 && decay <= 1)) {
+    throw new RangeError(`Cannot train: expected miniEpochDecay in (0, 1], got ${decay}`);
+  }
+  const augment = options.augment === undefined ? MILD_AUGMENTATION : options.augment || null;
+  const augmentSchedule = options.augmentSchedule ?? "decay";
   const schedule = options.schedule ?? "one-cycle";
   const rng = createRng(options.seed ?? 42);
-  const batchesPerEpoch = Math.ceil(count / batchSize);
-  const totalSteps = epochs * batchesPerEpoch;
 
-  const optimizer = tf.train.adam(
-    learningRateAt(0, totalSteps, peak, schedule),
-  );
-  const allImages = tf.tensor4d(data.images, [
-    count,
-    IMAGE_SIZE,
-    IMAGE_SIZE,
-    1,
-  ]);
+  // The plan: each epoch is `miniEpochs` chunks; each chunk presents its
+  // share of fresh images, then its share of difficult ones.
+  const chunks: { fresh: number; hard: number; steps: number }[] = [];
+  for (let m = 0; m < miniEpochs; m++) {
+    const size = Math.floor(((m + 1) * count) / miniEpochs) - Math.floor((m * count) / miniEpochs);
+    const hard = m === 0 && miniEpochs > 1 && hardFraction > 0
+      ? 0 // nothing seen yet: the first chunk is all fresh, the others make up for it
+      : Math.round(size * hardFraction * (miniEpochs > 1 ? miniEpochs / (miniEpochs - 1) : 1));
+    chunks.push({ fresh: size - Math.min(hard, size), hard: Math.min(hard, size), steps: 0 });
+  }
+  for (const c of chunks) c.steps = Math.ceil(c.fresh / batchSize) + Math.ceil(c.hard / batchSize);
+  const stepsPerEpoch = chunks.reduce((a, c) => a + c.steps, 0);
+  const totalSteps = epochs * stepsPerEpoch;
+  const learningRate = (epoch: number, m: number, stepInChunk: number) =>
+    miniEpochs === 1
+      ? learningRateAt(epoch * stepsPerEpoch + stepInChunk, totalSteps, peak, schedule)
+      : learningRateAt(stepInChunk, chunks[m].steps, peak * decay ** m, schedule);
+
+  const optimizer = tf.train.adam(learningRate(0, 0, 0));
+  // Uploaded once: batches are gathered on the device.
+  const allImages = augment ? null : tf.tensor4d(data.images, [count, IMAGE_SIZE, IMAGE_SIZE, 1]);
   const allLabels = tf.tensor1d(data.labels, "int32");
+  const batchPixels = new Float32Array(batchSize * IMAGE_PIXELS);
   const order = new Int32Array(count).map((_, i) => i);
+  const sampleLoss = new Float32Array(count).fill(-1); // -1: not seen yet
+  const timesSeen = new Uint16Array(count);
+  const pending: { indices: Int32Array; losses: tf.Tensor }[] = [];
+  const trackLoss = hardFraction > 0;
+  const flush = async () => {
+    if (pending.length === 0) return;
+    const all = tf.concat(pending.map((p) => p.losses));
+    const values = await all.data();
+    all.dispose();
+    // Difficulty = loss relative to its batch's mean: early in a pass every
+    // loss is high, so raw losses would just pick the examples seen first.
+    let k = 0;
+    for (const p of pending) {
+      let mean = 0;
+      for (let j = 0; j < p.indices.length; j++) mean += values[k + j] / p.indices.length;
+      for (const i of p.indices) sampleLoss[i] = values[k++] / Math.max(mean, 1e-12);
+      p.losses.dispose();
+    }
+    pending.length = 0;
+  };
+  const hardest = (n: number): Int32Array => {
+    const seen = order.filter((i) => sampleLoss[i] >= 0);
+    seen.sort((a, b) => sampleLoss[b] - sampleLoss[a]);
+    return shuffle(seen.slice(0, n), rng);
+  };
+
   const history: EpochEvent[] = [];
   const started = performance.now();
-  let step = 0, lastLoss = NaN;
+  let step = 0, lastLoss = NaN, warmupSeconds = 0, presented = 0, hardPresentations = 0;
   try {
     for (let epoch = 0; epoch < epochs; epoch++) {
       const epochStart = performance.now();
       shuffle(order, rng);
       const losses: number[] = [];
-      for (let batch = 0; batch < batchesPerEpoch; batch++) {
-        const lr = learningRateAt(step, totalSteps, peak, schedule);
-        // The optimizer reads this field on every step.
-        (optimizer as unknown as { learningRate: number }).learningRate = lr;
-        const indices = tf.tensor1d(
-          order.subarray(
-            batch * batchSize,
-            Math.min(count, (batch + 1) * batchSize),
-          ),
-          "int32",
-        );
-        const loss = optimizer.minimize(() =>
-          tf.tidy(() => {
-            const x = tf.gather(allImages, indices);
-            const y = tf.oneHot(tf.gather(allLabels, indices), NUM_CLASSES);
-            const target = smoothing > 0 ? y.mul(1 - smoothing).add(smoothing / NUM_CLASSES) : y;
-            const probs = net.apply(x, { training: true }) as tf.Tensor;
-            // Cross-entropy on probabilities clipped away from 0.
-            return tf.neg(
-              tf.sum(target.mul(tf.log(probs.clipByValue(1e-7, 1))), 1),
-            ).mean()
-              .asScalar();
-          }), true) as tf.Scalar;
-        indices.dispose();
-        step++;
-        if (step % lossEvery === 0 || batch === batchesPerEpoch - 1) {
-          lastLoss = (await loss.data())[0];
-          losses.push(lastLoss);
+      let cursor = 0, batch = 0;
+      for (let m = 0; m < miniEpochs; m++) {
+        const chunk = chunks[m];
+        let stepInChunk = 0;
+        for (const phase of ["fresh", "hard"] as const) {
+          if (chunk[phase] === 0) continue;
+          let list: Int32Array;
+          if (phase === "fresh") {
+            list = order.subarray(cursor, cursor + chunk.fresh);
+            cursor += chunk.fresh;
+          } else {
+            await flush();
+            list = hardest(chunk.hard);
+            hardPresentations += list.length;
+            options.onHardExamples?.(list);
+          }
+          for (let start = 0; start < list.length; start += batchSize) {
+            const ids = list.subarray(start, Math.min(list.length, start + batchSize));
+            const lr = learningRate(epoch, m, stepInChunk);
+            // The optimizer reads this field on every step.
+            (optimizer as unknown as { learningRate: number }).learningRate = lr;
+            const indices = tf.tensor1d(ids, "int32");
+            let x: tf.Tensor4D;
+            if (allImages) {
+              x = tf.gather(allImages, indices);
+            } else {
+              const pixels = batchPixels.subarray(0, ids.length * IMAGE_PIXELS);
+              ids.forEach((id, j) =>
+                pixels.set(
+                  data.images.subarray(id * IMAGE_PIXELS, (id + 1) * IMAGE_PIXELS),
+                  j * IMAGE_PIXELS,
+                )
+              );
+              const strength = augmentSchedule === "decay" ? 1 - step / totalSteps : 1;
+              const augmented = augmentBatch(pixels, {
+                ...augment,
+                strength: (augment!.strength ?? 1) * strength,
+              }, rng);
+              x = tf.tensor4d(augmented, [ids.length, IMAGE_SIZE, IMAGE_SIZE, 1]);
+            }
+            let perSample: tf.Tensor | undefined;
+            const loss = optimizer.minimize(() =>
+              tf.tidy(() => {
+                const y = tf.oneHot(tf.gather(allLabels, indices), NUM_CLASSES);
+                const target = smoothing > 0
+                  ? y.mul(1 - smoothing).add(smoothing / NUM_CLASSES)
+                  : y;
+                const probs = net.apply(x, { training: true }) as tf.Tensor;
+                // Cross-entropy on probabilities clipped away from 0.
+                const each = tf.neg(tf.sum(target.mul(tf.log(probs.clipByValue(1e-7, 1))), 1));
+                if (trackLoss) perSample = tf.keep(each);
+                return each.mean().asScalar();
+              }), true) as tf.Scalar;
+            x.dispose();
+            indices.dispose();
+            if (perSample) pending.push({ indices: ids.slice(), losses: perSample });
+            for (const id of ids) timesSeen[id]++;
+            step++;
+            stepInChunk++;
+            presented += ids.length;
+            if (step === 1) {
+              await loss.data();
+              warmupSeconds = (performance.now() - started) / 1000;
+            }
+            if (step % lossEvery === 0 || step === (epoch + 1) * stepsPerEpoch) {
+              lastLoss = (await loss.data())[0];
+              losses.push(lastLoss);
+              await flush();
+            }
+            loss.dispose();
+            options.onBatchEnd?.({
+              epoch,
+              batch,
+              batchesPerEpoch: stepsPerEpoch,
+              images: presented,
+              totalImages: epochs * count,
+              learningRate: lr,
+              loss: lastLoss,
+              seconds: (performance.now() - started) / 1000,
+            });
+            batch++;
+          }
         }
-        loss.dispose();
-        options.onBatchEnd?.({
-          epoch,
-          batch,
-          batchesPerEpoch,
-          images: epoch * count + Math.min(count, (batch + 1) * batchSize),
-          totalImages: epochs * count,
-          learningRate: lr,
-          loss: lastLoss,
-          seconds: (performance.now() - started) / 1000,
-        });
       }
       const seconds = (performance.now() - epochStart) / 1000;
       const event: EpochEvent = {
@@ -309,15 +454,19 @@ export async function train(
       options.onEpochEnd?.(event);
     }
   } finally {
-    allImages.dispose();
+    for (const p of pending) p.losses.dispose();
+    allImages?.dispose();
     allLabels.dispose();
     optimizer.dispose();
   }
   const seconds = (performance.now() - started) / 1000;
   return {
     seconds,
-    images: epochs * count,
-    imagesPerSecond: (epochs * count) / seconds,
+    images: presented,
+    imagesPerSecond: presented / seconds,
     epochs: history,
+    hardPresentations,
+    distinctImages: timesSeen.reduce((a, t) => a + (t > 0 ? 1 : 0), 0),
+    warmupSeconds,
   };
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
 import { createModel } from "../lib/model.ts";
-import { learningRateAt, train } from "../lib/train.ts";
+import { learningRateAt, MILD_AUGMENTATION, train } from "../lib/train.ts";
 
 /** Two easy classes: a bright left half (0) or a bright right half (1), with noise. */
 function halves(count: number) {
@@ -88,4 +88,62 @@ Deno.test("invalid training options are RangeErrors with the value found", async
     message: "Cannot train: expected 3920 pixels for 5 images, got 3136",
   });
   model.dispose();
+});
+
+Deno.test("difficult examples: the highest-loss ones are re-presented within the same budget", async () => {
+  await selectBackend("wasm");
+  const data = halves(256);
+  const flipped = [3, 50, 77, 120, 161, 200, 231, 250];
+  for (const i of flipped) data.labels[i] = 1 - data.labels[i]; // unlearnable: high loss
+  const chosen: number[] = [];
+  const model = createModel({ preset: "seed" });
+  const result = await train(model, data, {
+    batchSize: 16,
+    hardExamples: 1 / 32, // 8 of 256
+    lossEvery: 1,
+    onHardExamples: (ids) => chosen.push(...ids),
+  });
+  model.dispose();
+  assert.equal(result.images, 256, "the budget is unchanged");
+  assert.equal(result.hardPresentations, 8);
+  assert.equal(result.distinctImages, 248);
+  const hits = chosen.filter((i) => flipped.includes(i)).length;
+  // Picking 8 of 248 at random would hit a mislabelled one 0.26 times on average.
+  assert.ok(hits >= 4, `${hits} of the 8 re-presented examples are mislabelled ones`);
+});
+
+Deno.test("mini-epochs restart the schedule, each peak 0.7 × the previous", async () => {
+  await selectBackend("wasm");
+  const model = createModel({ preset: "seed" });
+  const rates: number[] = [];
+  await train(model, halves(96), {
+    batchSize: 8,
+    miniEpochs: 3,
+    learningRate: 0.01,
+    onBatchEnd: (e) => rates.push(e.learningRate),
+  });
+  model.dispose();
+  assert.equal(rates.length, 12);
+  const chunks = [rates.slice(0, 4), rates.slice(4, 8), rates.slice(8)];
+  const peaks = chunks.map((c) => Math.max(...c));
+  assert.ok(Math.abs(peaks[0] - 0.01) < 1e-12);
+  assert.ok(Math.abs(peaks[1] - 0.007) < 1e-12);
+  assert.ok(Math.abs(peaks[2] - 0.0049) < 1e-12);
+  for (const c of chunks) assert.ok(c[0] < c[1], "each chunk warms up again");
+});
+
+Deno.test("augmented training is seeded: same seed same model, and differs from unaugmented", async () => {
+  await selectBackend("wasm");
+  const data = halves(64);
+  const run = async (augment: boolean, seed: number) => {
+    const model = createModel({ seed: 1 });
+    await train(model, data, { batchSize: 16, seed, augment: augment ? MILD_AUGMENTATION : false });
+    const out = await model.predict(data.images.subarray(0, 784));
+    model.dispose();
+    return out;
+  };
+  const a = await run(true, 3);
+  assert.deepEqual(await run(true, 3), a);
+  assert.notDeepEqual(await run(false, 3), a);
+  assert.notDeepEqual(await run(true, 4), a);
 });

@@ -76,19 +76,22 @@ export async function gzip(
 export { sha256Hex } from "../lib/mnist.ts";
 
 /**
- * The real MNIST from the directory in TINYMNIST_DATA_DIR (CI points it at
- * ../shared/mnist). Fails, never skips, with how to get the data.
+ * The real MNIST, found as `deno task train` finds it: TINYMNIST_DATA_DIR
+ * (CI points it at ../shared/mnist), then the cache data/mnist/, then a
+ * checked download. Fails, never skips, with how to get the data.
  *
  * @returns The train and test sets.
  */
 export async function loadRealMnist(): Promise<import("../lib/mnist.ts").MnistData> {
   const { loadMnist } = await import("../lib/mnist.ts");
-  const dir = Deno.env.get("TINYMNIST_DATA_DIR");
-  if (!dir) {
+  try {
+    return await loadMnist();
+  } catch (error) {
     throw new Error(
-      "This test needs the real MNIST: set TINYMNIST_DATA_DIR to a folder with the four " +
-        "*-ubyte.gz files (here: TINYMNIST_DATA_DIR=../shared/mnist), as .ci/run does",
+      "This test needs the real MNIST and could not find or download it: set " +
+        "TINYMNIST_DATA_DIR to a folder with the four *-ubyte.gz files (in this workspace: " +
+        "TINYMNIST_DATA_DIR=../shared/mnist, as .ci/run does) or run `deno task train` once " +
+        `with internet access to fill data/mnist/ (${(error as Error).message})`,
     );
   }
-  return await loadMnist({ dir, download: false });
 }

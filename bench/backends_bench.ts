@@ -1,0 +1,81 @@
+/**
+ * Inference and training speed of the default model on every backend that is
+ * available here (webgpu, wasm, cpu), in one run so that their ratios can be
+ * read side by side. Each group's baseline is wasm.
+ *
+ * Images per second = images per iteration / time per iteration:
+ * inference batch 1 → 1 image, batch 1000 → 1000 images; a training step at
+ * batch 64 or 256 → that many images. Shader compilation and kernel set-up
+ * happen in the warm-up iterations, outside the timed ones.
+ *
+ * Run: `deno task bench` (the cpu training rows take a while: ~15 img/s).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { type BackendName, selectBackend } from "../lib/backend.ts";
+import { type Classifier, createModel, layersModelOf } from "../lib/model.ts";
+
+const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+const backends: BackendName[] = adapter ? ["webgpu", "wasm", "cpu"] : ["wasm", "cpu"];
+const images = new Float32Array(1000 * 784).map((_, i) => (i * 2654435761 % 256) / 255);
+const labels = new Uint8Array(1000).map((_, i) => i % 10);
+
+const models = new Map<BackendName, Classifier>();
+async function modelOn(backend: BackendName): Promise<Classifier> {
+  if (tf.getBackend() !== backend) await selectBackend(backend);
+  let model = models.get(backend);
+  if (!model) {
+    model = createModel();
+    models.set(backend, model);
+  }
+  return model;
+}
+
+/** One Adam step of the default recipe's loss on `batch` images. */
+function trainStep(model: Classifier, optimizer: tf.Optimizer, batch: number): tf.Scalar {
+  const net = layersModelOf(model);
+  return optimizer.minimize(() =>
+    tf.tidy(() => {
+      const x = tf.tensor4d(images.subarray(0, batch * 784), [batch, 28, 28, 1]);
+      const y = tf.oneHot(tf.tensor1d(labels.subarray(0, batch), "int32"), 10);
+      return tf.losses.softmaxCrossEntropy(y, net.apply(x, { training: true }) as tf.Tensor)
+        .asScalar();
+    }), true)!;
+}
+
+for (const backend of backends) {
+  const slow = backend === "cpu";
+  for (const batch of [1, 1000]) {
+    Deno.bench({
+      name: `${backend}: inference, batch ${batch}`,
+      group: `inference batch ${batch}`,
+      baseline: backend === "wasm",
+      n: slow && batch === 1000 ? 5 : undefined,
+      warmup: slow ? 2 : undefined,
+      async fn(b) {
+        const model = await modelOn(backend);
+        const input = images.subarray(0, batch * 784);
+        b.start();
+        await model.predict(input);
+        b.end();
+      },
+    });
+  }
+  for (const batch of [64, 256]) {
+    const optimizer = tf.train.adam(0.001);
+    Deno.bench({
+      name: `${backend}: training step, batch ${batch}`,
+      group: `training batch ${batch}`,
+      baseline: backend === "wasm",
+      n: slow ? 3 : 20,
+      warmup: slow ? 1 : 3,
+      async fn(b) {
+        const model = await modelOn(backend);
+        b.start();
+        const loss = trainStep(model, optimizer, batch);
+        await loss.data(); // wait for the device
+        b.end();
+        loss.dispose();
+      },
+    });
+  }
+}

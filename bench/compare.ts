@@ -1,0 +1,109 @@
+/**
+ * Side by side with PyTorch on this machine: one training pass of the
+ * default recipe, test accuracy, time to 99%, and inference images/s at
+ * batch 1 and 1000, for tinymnist's backends and, when `python3` can import
+ * `torch`, for the PyTorch reference in bench/reference/ (same architecture,
+ * batch size and recipe, 2 threads). Run one at a time: `deno task bench:compare`.
+ *
+ * Never part of `deno task test`. Prints a Markdown table and the ratios.
+ */
+import { parseArgs } from "node:util";
+import { type BackendName, selectBackend } from "../lib/backend.ts";
+import { evaluate } from "../lib/evaluate.ts";
+import { loadMnist } from "../lib/mnist.ts";
+import { createModel, type ModelPreset } from "../lib/model.ts";
+import { train } from "../lib/train.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    backends: { type: "string", default: "wasm" },
+    preset: { type: "string", default: "tiny" },
+    "data-dir": { type: "string" },
+  },
+});
+const preset = values.preset as ModelPreset;
+const data = await loadMnist({ dir: values["data-dir"] });
+
+interface Row {
+  name: string;
+  trainImagesPerSecond: number;
+  trainSeconds: number;
+  testAccuracy: number;
+  inferenceBatch1: number;
+  inferenceBatch1000: number;
+}
+
+async function inferenceRate(predict: (x: Float32Array) => Promise<unknown>, batch: number) {
+  const x = data.test.images.subarray(0, batch * 784);
+  await predict(x); // warm-up
+  const repeats = batch === 1 ? 200 : 5;
+  const t0 = performance.now();
+  for (let i = 0; i < repeats; i++) await predict(x);
+  return (batch * repeats) / ((performance.now() - t0) / 1000);
+}
+
+const rows: Row[] = [];
+for (const backend of values.backends!.split(",") as BackendName[]) {
+  const selection = await selectBackend(backend);
+  const model = createModel({ preset });
+  const result = await train(model, data.train);
+  const { accuracy } = await evaluate(model, data.test);
+  rows.push({
+    name: `tinymnist ${selection.description}`,
+    trainImagesPerSecond: result.imagesPerSecond,
+    trainSeconds: result.seconds,
+    testAccuracy: accuracy,
+    inferenceBatch1: await inferenceRate((x) => model.predict(x), 1),
+    inferenceBatch1000: await inferenceRate((x) => model.predict(x), 1000),
+  });
+  model.dispose();
+}
+
+const hasTorch = await new Deno.Command("python3", { args: ["-c", "import torch"], stderr: "null" })
+  .output().then((o) => o.success, () => false);
+if (hasTorch) {
+  const out = await new Deno.Command("python3", {
+    args: [
+      new URL("./reference/torch_mnist.py", import.meta.url).pathname,
+      "--data-dir",
+      data.source,
+      "--preset",
+      preset,
+    ],
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+  const ref = JSON.parse(lines[lines.length - 1]);
+  rows.push({ ...ref, name: `${ref.framework}, ${ref.threads} threads` });
+} else {
+  console.log(
+    "PyTorch comparison skipped: python3 cannot import torch (apt-get install python3-torch)",
+  );
+}
+
+const f = (x: number, d = 0) => x.toFixed(d);
+const timeTo99 = (r: Row) => r.testAccuracy >= 0.99 ? `${f(r.trainSeconds, 1)} s` : "not reached";
+console.log(
+  `\nOne pass of the ${preset} model, batch 64, ${data.train.count} images; machine: ${navigator.hardwareConcurrency} cores\n`,
+);
+console.log(
+  "| runtime | train img/s | s / pass | test acc. | time to 99% | infer img/s (b=1) | infer img/s (b=1000) |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+for (const r of rows) {
+  console.log(
+    `| ${r.name} | ${f(r.trainImagesPerSecond)} | ${f(r.trainSeconds, 1)} | ${
+      f(100 * r.testAccuracy, 2)
+    }% | ${timeTo99(r)} | ${f(r.inferenceBatch1)} | ${f(r.inferenceBatch1000)} |`,
+  );
+}
+const torch = rows.find((r) => r.name.startsWith("PyTorch"));
+if (torch) {
+  for (const r of rows.filter((r) => r !== torch)) {
+    console.log(
+      `\n${r.name} / PyTorch: training time ×${f(r.trainSeconds / torch.trainSeconds, 2)}, ` +
+        `inference b=1000 ×${f(torch.inferenceBatch1000 / r.inferenceBatch1000, 2)} slower`,
+    );
+  }
+}

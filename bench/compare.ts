@@ -60,10 +60,19 @@ for (const backend of values.backends!.split(",") as BackendName[]) {
   model.dispose();
 }
 
-const hasTorch = await new Deno.Command("python3", { args: ["-c", "import torch"], stderr: "null" })
-  .output().then((o) => o.success, () => false);
-if (hasTorch) {
-  const out = await new Deno.Command("python3", {
+// Debian's python3-torch lives in /usr/bin/python3, which a pyenv or venv
+// python3 earlier on PATH may hide.
+let python: string | undefined;
+for (const candidate of ["python3", "/usr/bin/python3"]) {
+  const ok = await new Deno.Command(candidate, { args: ["-c", "import torch"], stderr: "null" })
+    .output().then((o) => o.success, () => false);
+  if (ok) {
+    python = candidate;
+    break;
+  }
+}
+if (python) {
+  const out = await new Deno.Command(python, {
     args: [
       new URL("./reference/torch_mnist.py", import.meta.url).pathname,
       "--data-dir",

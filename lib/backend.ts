@@ -117,10 +117,7 @@ export async function selectBackend(
     );
   }
   registerWasmTrainingKernels();
-  // The cpu backend prints advice for Node.js users on first use ("install
-  // tfjs-node"), which does not apply to Deno; library code stays quiet.
-  const cpu = tf.findBackend("cpu") as unknown as { firstUse?: boolean } | null;
-  if (cpu) cpu.firstUse = false;
+  quietCpuBackend();
   const tolerance = options.tolerance ?? 1e-3;
   const candidates = preference === "auto" ? BACKEND_ORDER : [preference];
   const rejected: string[] = [];
@@ -195,6 +192,27 @@ async function tryBackend(
     return `self-check failed: max error ${error.toPrecision(3)}`;
   }
   return { description, error };
+}
+
+/**
+ * The cpu backend prints advice for Node.js users on first use ("install
+ * tfjs-node"), which does not apply to Deno; library code stays quiet.
+ */
+function quietCpuBackend(): void {
+  const cpu = tf.findBackend("cpu") as unknown as { firstUse?: boolean } | null;
+  if (cpu) cpu.firstUse = false;
+}
+
+/**
+ * Make sure a backend is active before a model is built: the cpu backend if
+ * {@linkcode selectBackend} was never called. Without this, TensorFlow.js
+ * would pick its highest-priority backend, WebGPU, which needs an `await`
+ * first, and fail. Internal.
+ */
+export function ensureBackend(): void {
+  if ((tf.engine() as unknown as { backendName: string | null }).backendName) return;
+  quietCpuBackend();
+  void tf.setBackend("cpu"); // the cpu backend initialises synchronously
 }
 
 function readEnv(key: string): string | undefined {

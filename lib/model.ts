@@ -5,6 +5,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { ensureBackend } from "./backend.ts";
 
 /** Side of the square input images, in pixels. */
 export const IMAGE_SIZE = 28;
@@ -170,6 +171,8 @@ function countTrainable(model: tf.LayersModel): number {
 
 /**
  * Build a NEW, untrained classifier. Each call returns an independent model.
+ * Call `selectBackend` first for speed; without it the model runs on the
+ * plain cpu backend.
  *
  * @param options Architecture and initialisation seed.
  * @returns A classifier with freshly initialised weights.
@@ -186,6 +189,7 @@ function countTrainable(model: tf.LayersModel): number {
  * ```
  */
 export function createModel(options: ModelOptions = {}): Classifier {
+  ensureBackend();
   const preset = options.preset ?? "tiny";
   const seed = options.seed ?? 42;
   if (!(preset in MODEL_PRESETS)) {

@@ -47,7 +47,9 @@ for (const [backend, count] of [["wasm", 256], ["cpu", 64]] as const) {
     });
     assert.equal(tf.memory().numTensors, before, "tensors after training");
     assert.equal(result.images, 2 * count);
-    assert.equal(batches.length, 16);
+    // Default recipe: per epoch 90% fresh (ceil(0.9n / batch) = 8 steps) and
+    // 10% difficult examples (1 step).
+    assert.equal(batches.length, 18);
     assert.ok(
       result.epochs[1].loss < result.epochs[0].loss,
       `loss ${result.epochs.map((e) => e.loss)}`,
@@ -119,6 +121,7 @@ Deno.test("mini-epochs restart the schedule, each peak 0.7 × the previous", asy
   await train(model, halves(96), {
     batchSize: 8,
     miniEpochs: 3,
+    hardExamples: 0,
     learningRate: 0.01,
     onBatchEnd: (e) => rates.push(e.learningRate),
   });

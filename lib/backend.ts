@@ -528,6 +528,36 @@ function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
   return out;
 }
 
+/**
+ * Sum or mean over the leading axes of a float32 tensor (all but the channel
+ * axis, as batch-norm and bias gradients reduce), in one pass in plain
+ * JavaScript. The backend's kernel transposes the channel axis to the front
+ * first. Other reductions go to the backend's own kernel.
+ */
+function reduceLeadingWasm(kind: "Sum" | "Mean", args: KernelArgs): tf.TensorInfo | null {
+  const backend = args.backend as WasmHeapBackend;
+  const x = args.inputs.x as tf.TensorInfo;
+  const { axis, keepDims } = args.attrs as unknown as tf.SumAttrs;
+  const rank = x.shape.length;
+  const axes = tf.util.parseAxisParam(axis, x.shape).sort((a, b) => a - b);
+  if (x.dtype !== "float32" || rank < 2 || axes.length !== rank - 1) return null;
+  if (axes.some((a, i) => a !== i)) return null;
+  const channels = x.shape[rank - 1];
+  const rows = tf.util.sizeFromShape(x.shape) / channels;
+  const sums = new Float64Array(channels);
+  const xs = backend.typedArrayFromHeap(x) as Float32Array;
+  for (let r = 0, i = 0; r < rows; r++) {
+    for (let c = 0; c < channels; c++, i++) sums[c] += xs[i];
+  }
+  const out = backend.makeOutput(
+    keepDims ? x.shape.map((d, i) => (i === rank - 1 ? d : 1)) : [channels],
+    "float32",
+  );
+  const values = backend.typedArrayFromHeap(out) as Float32Array;
+  for (let c = 0; c < channels; c++) values[c] = kind === "Mean" ? sums[c] / rows : sums[c];
+  return out;
+}
+
 let originalConv2DBackpropInput: KernelFn | undefined;
 let originalTile: KernelFn | undefined;
 let wasmKernelsRegistered = false;
@@ -536,7 +566,8 @@ let wasmKernelsRegistered = false;
  * Register the kernels the WASM backend needs to train a convolutional
  * network quickly: `Conv2DBackpropFilter` (missing from the backend), a
  * stride-1 `Conv2DBackpropInput` built on XNNPACK's convolution, a
- * block-copy `Tile` and a `MaxPoolGrad` in plain JavaScript. Each is tested for parity with the cpu backend. Safe to
+ * block-copy `Tile`, and `MaxPoolGrad`, `Sum` and `Mean` (over all but the
+ * channel axis) in plain JavaScript. Each is tested for parity with the cpu backend. Safe to
  * call more than once; {@linkcode selectBackend} calls it for you.
  *
  * @returns `true` if this call registered the kernels, `false` if they were already there.
@@ -568,6 +599,9 @@ export function registerWasmTrainingKernels(): boolean {
   originalConv2DBackpropInput = replace("Conv2DBackpropInput", conv2DBackpropInputWasm);
   originalTile = replace("Tile", tileWasm);
   replace("MaxPoolGrad", maxPoolGradWasm);
+  for (const kind of ["Sum", "Mean"] as const) {
+    const original = replace(kind, (args) => reduceLeadingWasm(kind, args) ?? original!(args));
+  }
   wasmKernelsRegistered = true;
   return true;
 }

@@ -144,3 +144,23 @@ Deno.test("an unknown backend name is a TypeError", async () => {
     },
   );
 });
+
+Deno.test("wasm Sum and Mean match cpu, over the leading axes (fast path) and others", async () => {
+  for (const kind of ["sum", "mean"] as const) {
+    for (
+      const [axes, keepDims] of [
+        [[0, 1, 2], false],
+        [[0, 1, 2], true],
+        [[2, 0, 1], false],
+        [[1, 2], false],
+        [[3], true],
+        [[0], false],
+      ] as const
+    ) {
+      const [a, b] = await onBoth(() =>
+        tf[kind](tf.randomNormal([4, 5, 6, 3], 0, 1, "float32", 5), [...axes], keepDims)
+      );
+      assert.ok(relativeError(a, b) <= 1e-5, `${kind} over ${axes}: ${relativeError(a, b)}`);
+    }
+  }
+});

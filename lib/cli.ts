@@ -227,6 +227,8 @@ async function trainCommand(args: string[]): Promise<number> {
       batchSize,
       seed,
       trainSeconds: result.seconds,
+      warmupSeconds: result.warmupSeconds,
+      hardPresentations: result.hardPresentations,
       imagesPerSecond: result.imagesPerSecond,
       testAccuracy: evaluation.accuracy,
       perClassAccuracy: evaluation.perClass,

@@ -63,7 +63,7 @@ for (const backend of backends) {
     });
   }
   for (const batch of [64, 256]) {
-    const optimizer = tf.train.adam(0.001);
+    let optimizer: tf.Optimizer | undefined; // made once the backend is active
     Deno.bench({
       name: `${backend}: training step, batch ${batch}`,
       group: `training batch ${batch}`,
@@ -72,6 +72,7 @@ for (const backend of backends) {
       warmup: slow ? 1 : 3,
       async fn(b) {
         const model = await modelOn(backend);
+        optimizer ??= tf.train.adam(0.001);
         b.start();
         const loss = trainStep(model, optimizer, batch);
         await loss.data(); // wait for the device

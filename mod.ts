@@ -96,6 +96,7 @@ export {
   type EpochEvent,
   type LabelledImages,
   learningRateAt,
+  MILD_AUGMENTATION,
   train,
   type TrainOptions,
   type TrainResult,

@@ -281,6 +281,40 @@ function wasmKernel(name: string): KernelFn {
   return config.kernelFunc as unknown as KernelFn;
 }
 
+type Shape4 = [number, number, number, number];
+
+/** Geometry of the forward convolution whose gradient a kernel computes (dilation 1). */
+function convInfo(
+  inShape: readonly number[],
+  filterShape: readonly number[],
+  attrs: Pick<tf.Conv2DBackpropFilterAttrs, "strides" | "pad" | "dimRoundingMode">,
+): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(
+    inShape as Shape4,
+    filterShape as Shape4,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+}
+
+/**
+ * Run `f` with a `keep` function that registers intermediate results; all of
+ * them are freed afterwards, whether `f` returns or throws.
+ */
+function withScratch<T>(
+  backend: tf.KernelBackend,
+  f: (keep: (t: tf.TensorInfo) => tf.TensorInfo) => T,
+): T {
+  const made: tf.TensorInfo[] = [];
+  try {
+    return f((t) => (made.push(t), t));
+  } finally {
+    for (const t of made) backend.disposeData(t.dataId);
+  }
+}
+
 /**
  * The filter gradient of a 2-D convolution on the WASM backend.
  *
@@ -299,19 +333,10 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
       `Cannot compute Conv2DBackpropFilter on wasm: expected dataFormat NHWC, got ${attrs.dataFormat}`,
     );
   }
-  const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number],
-    attrs.filterShape as [number, number, number, number],
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-  );
+  const info = convInfo(x.shape, attrs.filterShape, attrs);
   const transpose = wasmKernel("Transpose"), conv2d = wasmKernel("Conv2D");
   const slice = wasmKernel("Slice");
-  const made: tf.TensorInfo[] = [];
-  const keep = (t: tf.TensorInfo) => (made.push(t), t);
-  try {
+  return withScratch(backend, (keep) => {
     const xT = keep(
       transpose({ inputs: { x }, backend, attrs: { perm: [3, 1, 2, 0] } }),
     );
@@ -358,9 +383,7 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
       backend,
       attrs: { perm: [1, 2, 0, 3] },
     });
-  } finally {
-    for (const t of made) backend.disposeData(t.dataId);
-  }
+  });
 }
 
 /**
@@ -373,23 +396,14 @@ function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend } = args;
   const attrs = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
   const dy = inputs.dy as tf.TensorInfo, filter = inputs.filter as tf.TensorInfo;
-  const info = tf.backend_util.computeConv2DInfo(
-    attrs.inputShape as [number, number, number, number],
-    filter.shape as [number, number, number, number],
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-  );
+  const info = convInfo(attrs.inputShape, filter.shape, attrs);
   if (
     info.strideHeight !== 1 || info.strideWidth !== 1 ||
     (attrs.dataFormat && attrs.dataFormat !== "NHWC")
   ) {
     return originalConv2DBackpropInput!(args);
   }
-  const made: tf.TensorInfo[] = [];
-  const keep = (t: tf.TensorInfo) => (made.push(t), t);
-  try {
+  return withScratch(backend, (keep) => {
     const flipped = keep(
       wasmKernel("Reverse")({ inputs: { x: filter }, backend, attrs: { dims: [0, 1] } }),
     );
@@ -413,9 +427,7 @@ function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
         dimRoundingMode: undefined,
       } as unknown as tf.NamedAttrMap,
     });
-  } finally {
-    for (const t of made) backend.disposeData(t.dataId);
-  }
+  });
 }
 
 type WasmHeapBackend = tf.KernelBackend & {

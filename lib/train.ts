@@ -6,9 +6,13 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { type Classifier, IMAGE_PIXELS, IMAGE_SIZE, layersModelOf, NUM_CLASSES } from "./model.ts";
+import { type Classifier, IMAGE_PIXELS, IMAGE_SIZE, layersModelOf } from "./model.ts";
 import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { createRng, shuffle } from "./rng.ts";
+import { FlatAdam } from "./adam.ts";
+import { smoothedCrossEntropy } from "./loss.ts";
+import { trainingForward } from "./forward.ts";
+import { GradientWorkers, readFlat, type Shard, writeFlat } from "./parallel.ts";
 
 /** Labelled images: `count` images of 28×28 pixels in [0, 1], and their digits. */
 export interface LabelledImages {
@@ -145,6 +149,18 @@ export interface TrainOptions {
    * @default {20}
    */
   lossEvery?: number;
+  /**
+   * Data-parallel Web Workers. TensorFlow.js's wasm backend runs one thread
+   * under Deno; with `workers: n` each batch is split into `n` shards, each
+   * worker (with its own wasm backend, whatever backend is active here)
+   * computes the gradient of its shard, and this thread averages them and
+   * applies one Adam update. Batch-norm statistics are then those of each
+   * shard. 0 trains in this thread on the active backend. The default uses
+   * both cores of a small machine when wasm is active, and is the same on
+   * every machine so that a seed gives the same model everywhere.
+   * @default {2 when the active backend is wasm, else 0}
+   */
+  workers?: number;
   /** Called after every batch. */
   onBatchEnd?: (event: BatchEvent) => void;
   /** Called after every epoch. */
@@ -319,28 +335,49 @@ export async function train(
       ? learningRateAt(epoch * stepsPerEpoch + stepInChunk, totalSteps, peak, schedule)
       : learningRateAt(stepInChunk, chunks[m].steps, peak * decay ** m, schedule);
 
-  const optimizer = tf.train.adam(learningRate(0, 0, 0));
-  // Uploaded once: batches are gathered on the device.
-  const allImages = augment ? null : tf.tensor4d(data.images, [count, IMAGE_SIZE, IMAGE_SIZE, 1]);
-  const allLabels = tf.tensor1d(data.labels, "int32");
+  const workers = options.workers ?? (tf.getBackend() === "wasm" ? 2 : 0);
+  if (!Number.isInteger(workers) || workers < 0) {
+    throw new RangeError(`Cannot train: expected workers to be an integer ≥ 0, got ${workers}`);
+  }
+
   const batchPixels = new Float32Array(batchSize * IMAGE_PIXELS);
+  /** The augmentation of step `step`, or `null`. */
+  const augmentAt = (step: number): AugmentOptions | null => {
+    if (!augment) return null;
+    const strength = augmentSchedule === "decay" ? 1 - step / totalSteps : 1;
+    return { ...augment, strength: (augment.strength ?? 1) * strength };
+  };
+  /** The pixels of a batch. */
+  const gatherBatch = (ids: Int32Array): Float32Array => {
+    const pixels = batchPixels.subarray(0, ids.length * IMAGE_PIXELS);
+    ids.forEach((id, j) =>
+      pixels.set(data.images.subarray(id * IMAGE_PIXELS, (id + 1) * IMAGE_PIXELS), j * IMAGE_PIXELS)
+    );
+    return pixels;
+  };
+
   const order = new Int32Array(count).map((_, i) => i);
   const sampleLoss = new Float32Array(count).fill(-1); // -1: not seen yet
   const timesSeen = new Uint16Array(count);
-  const pending: { indices: Int32Array; losses: tf.Tensor }[] = [];
   const trackLoss = hardFraction > 0;
+  /** Record per-sample losses of one batch. */
+  const record = (indices: Int32Array, values: Float32Array) => {
+    // Difficulty = loss relative to its batch's mean: early in a pass every
+    // loss is high, so raw losses would just pick the examples seen first.
+    let mean = 0;
+    for (let j = 0; j < indices.length; j++) mean += values[j] / indices.length;
+    indices.forEach((i, j) => sampleLoss[i] = values[j] / Math.max(mean, 1e-12));
+  };
+  const pending: { indices: Int32Array; losses: tf.Tensor }[] = [];
   const flush = async () => {
     if (pending.length === 0) return;
     const all = tf.concat(pending.map((p) => p.losses));
-    const values = await all.data();
+    const values = await all.data() as Float32Array;
     all.dispose();
-    // Difficulty = loss relative to its batch's mean: early in a pass every
-    // loss is high, so raw losses would just pick the examples seen first.
     let k = 0;
     for (const p of pending) {
-      let mean = 0;
-      for (let j = 0; j < p.indices.length; j++) mean += values[k + j] / p.indices.length;
-      for (const i of p.indices) sampleLoss[i] = values[k++] / Math.max(mean, 1e-12);
+      record(p.indices, values.subarray(k, k + p.indices.length));
+      k += p.indices.length;
       p.losses.dispose();
     }
     pending.length = 0;
@@ -353,6 +390,74 @@ export async function train(
 
   const history: EpochEvent[] = [];
   const started = performance.now();
+  // One of two ways to take a step; each returns the batch's mean loss,
+  // as a tensor (read back only now and then) or a number.
+  let takeStep: (ids: Int32Array, lr: number) => Promise<tf.Scalar | number>;
+  let finish: () => void;
+  if (workers > 0) {
+    const pool = await GradientWorkers.start(workers, net, smoothing);
+    const params = readFlat(net.trainableWeights);
+    let state = readFlat(net.nonTrainableWeights);
+    const adam = new FlatAdam(params.length);
+    takeStep = async (ids, lr) => {
+      // Each worker augments its own shard, with a seed drawn here.
+      const pixels = gatherBatch(ids), options = augmentAt(step);
+      const shards: Shard[] = [];
+      const parts = Math.min(workers, ids.length);
+      for (let w = 0; w < parts; w++) {
+        const from = Math.floor((w * ids.length) / parts);
+        const to = Math.floor(((w + 1) * ids.length) / parts);
+        shards.push({
+          pixels: pixels.slice(from * IMAGE_PIXELS, to * IMAGE_PIXELS),
+          labels: Int32Array.from(ids.subarray(from, to), (id) => data.labels[id]),
+          augment: options && { options, seed: rng.int(2 ** 31) },
+        });
+      }
+      const result = await pool.step(params, state, shards);
+      adam.step(params, result.gradients, lr);
+      state = result.state;
+      if (trackLoss) record(ids, result.losses);
+      return result.losses.reduce((a, b) => a + b, 0) / ids.length;
+    };
+    finish = () => {
+      pool.close();
+      writeFlat(net.trainableWeights, params);
+      writeFlat(net.nonTrainableWeights, state);
+    };
+  } else {
+    const optimizer = tf.train.adam(learningRate(0, 0, 0));
+    // Uploaded once: without augmentation batches are gathered on the device.
+    const allImages = augment ? null : tf.tensor4d(data.images, [count, IMAGE_SIZE, IMAGE_SIZE, 1]);
+    const allLabels = tf.tensor1d(data.labels, "int32");
+    takeStep = (ids, lr) => {
+      // The optimizer reads this field on every step.
+      (optimizer as unknown as { learningRate: number }).learningRate = lr;
+      const indices = tf.tensor1d(ids, "int32");
+      const x: tf.Tensor4D = allImages ? tf.gather(allImages, indices) : tf.tensor4d(
+        augmentBatch(gatherBatch(ids), augmentAt(step)!, rng),
+        [ids.length, IMAGE_SIZE, IMAGE_SIZE, 1],
+      );
+      let perSample: tf.Tensor | undefined;
+      const loss = optimizer.minimize(() =>
+        tf.tidy(() => {
+          const probs = trainingForward(net, x);
+          const each = smoothedCrossEntropy(probs, tf.gather(allLabels, indices), smoothing);
+          if (trackLoss) perSample = tf.keep(each);
+          return each.mean().asScalar();
+        }), true) as tf.Scalar;
+      x.dispose();
+      indices.dispose();
+      if (perSample) pending.push({ indices: ids.slice(), losses: perSample });
+      return Promise.resolve(loss);
+    };
+    finish = () => {
+      for (const p of pending) p.losses.dispose();
+      allImages?.dispose();
+      allLabels.dispose();
+      optimizer.dispose();
+    };
+  }
+
   let step = 0, lastLoss = NaN, warmupSeconds = 0, presented = 0, hardPresentations = 0;
   try {
     for (let epoch = 0; epoch < epochs; epoch++) {
@@ -378,57 +483,22 @@ export async function train(
           for (let start = 0; start < list.length; start += batchSize) {
             const ids = list.subarray(start, Math.min(list.length, start + batchSize));
             const lr = learningRate(epoch, m, stepInChunk);
-            // The optimizer reads this field on every step.
-            (optimizer as unknown as { learningRate: number }).learningRate = lr;
-            const indices = tf.tensor1d(ids, "int32");
-            let x: tf.Tensor4D;
-            if (allImages) {
-              x = tf.gather(allImages, indices);
-            } else {
-              const pixels = batchPixels.subarray(0, ids.length * IMAGE_PIXELS);
-              ids.forEach((id, j) =>
-                pixels.set(
-                  data.images.subarray(id * IMAGE_PIXELS, (id + 1) * IMAGE_PIXELS),
-                  j * IMAGE_PIXELS,
-                )
-              );
-              const strength = augmentSchedule === "decay" ? 1 - step / totalSteps : 1;
-              const augmented = augmentBatch(pixels, {
-                ...augment,
-                strength: (augment!.strength ?? 1) * strength,
-              }, rng);
-              x = tf.tensor4d(augmented, [ids.length, IMAGE_SIZE, IMAGE_SIZE, 1]);
-            }
-            let perSample: tf.Tensor | undefined;
-            const loss = optimizer.minimize(() =>
-              tf.tidy(() => {
-                const y = tf.oneHot(tf.gather(allLabels, indices), NUM_CLASSES);
-                const target = smoothing > 0
-                  ? y.mul(1 - smoothing).add(smoothing / NUM_CLASSES)
-                  : y;
-                const probs = net.apply(x, { training: true }) as tf.Tensor;
-                // Cross-entropy on probabilities clipped away from 0.
-                const each = tf.neg(tf.sum(target.mul(tf.log(probs.clipByValue(1e-7, 1))), 1));
-                if (trackLoss) perSample = tf.keep(each);
-                return each.mean().asScalar();
-              }), true) as tf.Scalar;
-            x.dispose();
-            indices.dispose();
-            if (perSample) pending.push({ indices: ids.slice(), losses: perSample });
+            const loss = await takeStep(ids, lr);
             for (const id of ids) timesSeen[id]++;
             step++;
             stepInChunk++;
             presented += ids.length;
+            const read = async () => typeof loss === "number" ? loss : (await loss.data())[0];
             if (step === 1) {
-              await loss.data();
+              await read();
               warmupSeconds = (performance.now() - started) / 1000;
             }
             if (step % lossEvery === 0 || step === (epoch + 1) * stepsPerEpoch) {
-              lastLoss = (await loss.data())[0];
+              lastLoss = await read();
               losses.push(lastLoss);
               await flush();
             }
-            loss.dispose();
+            if (typeof loss !== "number") loss.dispose();
             options.onBatchEnd?.({
               epoch,
               batch,
@@ -454,10 +524,7 @@ export async function train(
       options.onEpochEnd?.(event);
     }
   } finally {
-    for (const p of pending) p.losses.dispose();
-    allImages?.dispose();
-    allLabels.dispose();
-    optimizer.dispose();
+    finish();
   }
   const seconds = (performance.now() - started) / 1000;
   return {

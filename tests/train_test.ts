@@ -89,6 +89,10 @@ Deno.test("invalid training options are RangeErrors with the value found", async
     name: "RangeError",
     message: "Cannot train: expected 3920 pixels for 5 images, got 3136",
   });
+  await assert.rejects(train(model, data, { workers: 1.5 }), {
+    name: "RangeError",
+    message: "Cannot train: expected workers to be an integer ≥ 0, got 1.5",
+  });
   model.dispose();
 });
 

@@ -1,0 +1,204 @@
+/**
+ * Data-parallel training on the CPU: TensorFlow.js's wasm backend runs one
+ * thread under Deno, so each batch is split into shards, one per Web Worker,
+ * each worker with its own wasm backend and a replica of the model. The
+ * workers return gradients; the caller averages them (weighted by shard size,
+ * which gives the gradient of the whole batch's mean loss) and applies one
+ * update to the one copy of the parameters it owns. Internal.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { AugmentOptions } from "./augment.ts";
+
+/** A message from the trainer to a worker. Internal. */
+export type WorkerRequest =
+  | { type: "init"; topology: unknown; smoothing: number }
+  | {
+    type: "step";
+    /** All trainable weights, flat, in `trainableWeights` order. */
+    params: Float32Array;
+    /** All non-trainable weights (batch-norm statistics), flat. */
+    state: Float32Array;
+    /** `count * 784` pixels of the shard. */
+    pixels: Float32Array;
+    /** `count` digits. */
+    labels: Int32Array;
+    count: number;
+    /** Augmentation for the shard, made from its own seed. */
+    augment: ShardAugmentation | null;
+  };
+
+/** How a worker augments its shard. Internal. */
+export interface ShardAugmentation {
+  /** The augmentation, with its strength for this step. */
+  options: AugmentOptions;
+  /** Seed of the shard's random numbers. */
+  seed: number;
+}
+
+/** A message from a worker to the trainer. Internal. */
+export type WorkerReply =
+  | { type: "ready" }
+  | { type: "error"; message: string }
+  | {
+    type: "step";
+    /** Gradient of the shard's mean loss, flat like `params`. */
+    gradients: Float32Array;
+    /** The shard's per-sample losses. */
+    losses: Float32Array;
+    /** Non-trainable weights after the shard's forward pass. */
+    state: Float32Array;
+  };
+
+/** One shard of a batch. */
+export interface Shard {
+  /** `count * 784` pixels. */
+  pixels: Float32Array;
+  /** `count` digits. */
+  labels: Int32Array;
+  /** Augmentation for the shard, or `null`. */
+  augment: ShardAugmentation | null;
+}
+
+/** The averaged result of one data-parallel step. */
+export interface ParallelStep {
+  /** Gradient of the mean loss over the whole batch. */
+  gradients: Float32Array;
+  /** Per-sample losses, in batch order. */
+  losses: Float32Array;
+  /** Non-trainable weights, averaged over the shards (weighted by size). */
+  state: Float32Array;
+}
+
+type LayerWeight = tf.LayerVariable;
+
+/** Concatenate the values of layer weights into one `Float32Array`. Internal. */
+export function readFlat(weights: LayerWeight[]): Float32Array {
+  const size = weights.reduce((a, w) => a + (w.shape as number[]).reduce((p, d) => p * d, 1), 0);
+  const flat = new Float32Array(size);
+  let offset = 0;
+  for (const w of weights) {
+    const values = w.read().dataSync() as Float32Array;
+    flat.set(values, offset);
+    offset += values.length;
+  }
+  return flat;
+}
+
+/** Set layer weights from one flat `Float32Array` (as made by {@linkcode readFlat}). Internal. */
+export function writeFlat(weights: LayerWeight[], flat: Float32Array): void {
+  let offset = 0;
+  for (const w of weights) {
+    const shape = w.shape as number[];
+    const n = shape.reduce((p, d) => p * d, 1);
+    const value = tf.tensor(flat.subarray(offset, offset + n), shape);
+    w.write(value);
+    value.dispose();
+    offset += n;
+  }
+  if (offset !== flat.length) {
+    throw new RangeError(
+      `Cannot set weights: expected ${offset} values, got ${flat.length}`,
+    );
+  }
+}
+
+/** A pool of gradient workers, one shard of each batch per worker. Internal. */
+export class GradientWorkers {
+  #workers: Worker[];
+
+  private constructor(workers: Worker[]) {
+    this.#workers = workers;
+  }
+
+  /** Number of workers. */
+  get size(): number {
+    return this.#workers.length;
+  }
+
+  /**
+   * Start `count` workers, each loading the wasm backend and a replica of
+   * `net` (weights arrive with every step).
+   */
+  static async start(
+    count: number,
+    net: tf.LayersModel,
+    smoothing: number,
+  ): Promise<GradientWorkers> {
+    const workers = Array.from(
+      { length: count },
+      () => new Worker(new URL("./parallel_worker.ts", import.meta.url), { type: "module" }),
+    );
+    const pool = new GradientWorkers(workers);
+    const topology = net.toJSON(null, false);
+    try {
+      await Promise.all(workers.map((w) => call(w, { type: "init", topology, smoothing })));
+    } catch (error) {
+      pool.close();
+      throw error;
+    }
+    return pool;
+  }
+
+  /**
+   * Gradients of the mean loss over all shards (at most one shard per
+   * worker), for the given weights.
+   */
+  async step(params: Float32Array, state: Float32Array, shards: Shard[]): Promise<ParallelStep> {
+    if (shards.length > this.#workers.length) {
+      throw new RangeError(
+        `Cannot run a parallel step: expected at most ${this.#workers.length} shards, got ${shards.length}`,
+      );
+    }
+    const replies = await Promise.all(shards.map((shard, i) =>
+      call(this.#workers[i], {
+        type: "step",
+        params,
+        state,
+        pixels: shard.pixels,
+        labels: shard.labels,
+        count: shard.labels.length,
+        augment: shard.augment,
+      })
+    )) as Extract<WorkerReply, { type: "step" }>[];
+    const total = shards.reduce((a, s) => a + s.labels.length, 0);
+    const gradients = new Float32Array(params.length);
+    const newState = new Float32Array(state.length);
+    const losses = new Float32Array(total);
+    let offset = 0;
+    replies.forEach((reply, i) => {
+      const weight = shards[i].labels.length / total;
+      for (let j = 0; j < gradients.length; j++) gradients[j] += weight * reply.gradients[j];
+      for (let j = 0; j < newState.length; j++) newState[j] += weight * reply.state[j];
+      losses.set(reply.losses, offset);
+      offset += reply.losses.length;
+    });
+    return { gradients, losses, state: newState };
+  }
+
+  /** Stop the workers. */
+  close(): void {
+    for (const w of this.#workers) w.terminate();
+    this.#workers = [];
+  }
+}
+
+/** Send one request to a worker and wait for its reply. */
+function call(worker: Worker, request: WorkerRequest): Promise<WorkerReply> {
+  return new Promise((resolve, reject) => {
+    worker.onmessage = (event: MessageEvent<WorkerReply>) => {
+      const reply = event.data;
+      if (reply.type === "error") {
+        reject(new Error(`Cannot train in a worker: ${reply.message}`));
+      } else {
+        resolve(reply);
+      }
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      reject(new Error(`Cannot train in a worker: ${event.message}`));
+    };
+    worker.postMessage(request);
+  });
+}

@@ -1,0 +1,80 @@
+/**
+ * Entry point of one data-parallel training worker (see `parallel.ts`): it
+ * holds a replica of the model on its own wasm backend and, for each shard of
+ * a batch, sets the replica's weights, runs forward and backward, and sends
+ * back the gradients, the per-sample losses and the updated batch-norm
+ * statistics. Internal.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import * as tf from "@tensorflow/tfjs";
+import { augmentBatch } from "./augment.ts";
+import { selectBackend } from "./backend.ts";
+import { createRng } from "./rng.ts";
+import { smoothedCrossEntropy } from "./loss.ts";
+import { trainingForward } from "./forward.ts";
+import { IMAGE_SIZE } from "./model.ts";
+import { readFlat, type WorkerReply, type WorkerRequest, writeFlat } from "./parallel.ts";
+
+let net: tf.LayersModel | undefined;
+let smoothing = 0;
+
+function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
+  const model = net!;
+  writeFlat(model.trainableWeights, request.params);
+  writeFlat(model.nonTrainableWeights, request.state);
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const pixels = request.augment
+    ? augmentBatch(request.pixels, request.augment.options, createRng(request.augment.seed))
+    : request.pixels;
+  const x = tf.tensor4d(pixels, [request.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
+  const labels = tf.tensor1d(request.labels, "int32");
+  let perSample: tf.Tensor | undefined;
+  const { value, grads } = tf.variableGrads(() =>
+    tf.tidy(() => {
+      const probs = trainingForward(model, x);
+      const each = smoothedCrossEntropy(probs, labels, smoothing);
+      perSample = tf.keep(each);
+      return each.mean().asScalar();
+    }), vars);
+  const gradients = new Float32Array(request.params.length);
+  let offset = 0;
+  for (const v of vars) {
+    const g = grads[v.name].dataSync() as Float32Array;
+    gradients.set(g, offset);
+    offset += g.length;
+  }
+  const losses = (perSample!.dataSync() as Float32Array).slice();
+  tf.dispose([x, labels, value, perSample!, ...Object.values(grads)]);
+  return { type: "step", gradients, losses, state: readFlat(model.nonTrainableWeights) };
+}
+
+self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
+  const request = event.data;
+  try {
+    if (request.type === "init") {
+      await selectBackend("wasm");
+      net = await tf.models.modelFromJSON({
+        modelTopology: request.topology as tf.io.ModelJSON["modelTopology"],
+      });
+      smoothing = request.smoothing;
+      self.postMessage({ type: "ready" } satisfies WorkerReply);
+    } else {
+      const reply = step(request);
+      if (reply.type === "step") {
+        self.postMessage(reply, {
+          transfer: [
+            reply.gradients.buffer,
+            reply.losses.buffer,
+            reply.state.buffer,
+          ] as ArrayBuffer[],
+        });
+      }
+    }
+  } catch (error) {
+    self.postMessage(
+      { type: "error", message: (error as Error)?.stack ?? String(error) } satisfies WorkerReply,
+    );
+  }
+};

@@ -12,6 +12,8 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-webgpu";
+import { registerBatchNormKernels } from "./batch_norm.ts";
+import { type SimdKernels, simdKernels } from "./simd.ts";
 
 /** A TensorFlow.js backend tinymnist knows how to use. */
 export type BackendName = "webgpu" | "wasm" | "cpu";
@@ -336,6 +338,8 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const info = convInfo(x.shape, attrs.filterShape, attrs);
   const transpose = wasmKernel("Transpose"), conv2d = wasmKernel("Conv2D");
   const slice = wasmKernel("Slice");
+  const simd = info.strideHeight === 1 && info.strideWidth === 1 ? simdKernels(backend) : null;
+  if (simd) return conv2DBackpropFilterIm2col(args, info, simd);
   return withScratch(backend, (keep) => {
     const xT = keep(
       transpose({ inputs: { x }, backend, attrs: { perm: [3, 1, 2, 0] } }),
@@ -430,7 +434,8 @@ function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
   });
 }
 
-type WasmHeapBackend = tf.KernelBackend & {
+/** The parts of the WASM backend that kernels written in JavaScript use. Internal. */
+export type WasmHeapBackend = tf.KernelBackend & {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
 };
@@ -510,10 +515,22 @@ function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
   const dx = backend.typedArrayFromHeap(out) as Float32Array;
   const xs = backend.typedArrayFromHeap(x) as Float32Array;
   const dys = backend.typedArrayFromHeap(dy) as Float32Array;
-  dx.fill(0);
   const { batchSize, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
   const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
   const top = info.padInfo.top, left = info.padInfo.left;
+  const inside = 2 * OH <= H && 2 * OW <= W; // every window within the input
+  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && inside) {
+    const simd = C % 4 === 0 ? simdKernels(backend) : null;
+    if (simd) {
+      const at = simd.offset;
+      simd.exports.max_pool_grad_2x2(at(x), at(dy), at(out), batchSize, H, W, C, OH, OW);
+    } else {
+      dx.fill(0);
+      maxPoolGrad2x2(xs, dys, dx, batchSize, H, W, C, OH, OW);
+    }
+    return out;
+  }
+  dx.fill(0);
   let o = 0;
   for (let b = 0; b < batchSize; b++) {
     const base = b * H * W * C;
@@ -538,6 +555,108 @@ function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
     }
   }
   return out;
+}
+
+/**
+ * The filter gradient of a stride-1 convolution as one matrix product:
+ * dW[k·Ci + ci, co] = Σ_m P[k·Ci + ci, m] · dy[m, co], where P holds the
+ * input patches, transposed (`im2col_t` of the SIMD module, from the input
+ * in channel-major order) and m runs over batch × output rows × columns.
+ * XNNPACK's matrix product then does the arithmetic; the convolution form
+ * above packs the whole output gradient as a filter on every call.
+ */
+function conv2DBackpropFilterIm2col(
+  args: KernelArgs,
+  info: tf.backend_util.Conv2DInfo,
+  simd: SimdKernels,
+): tf.TensorInfo {
+  const { backend } = args;
+  const x = args.inputs.x as tf.TensorInfo, dy = args.inputs.dy as tf.TensorInfo;
+  const { batchSize: N, inHeight: H, inWidth: W, inChannels: Ci, outChannels: Co } = info;
+  const { filterHeight: KH, filterWidth: KW, outHeight: OH, outWidth: OW } = info;
+  const K = KH * KW * Ci, M = N * OH * OW;
+  return withScratch(backend, (keep) => {
+    const xT = keep(
+      wasmKernel("Transpose")({
+        inputs: { x },
+        backend,
+        attrs: { perm: [3, 0, 1, 2] },
+      }),
+    );
+    const patches = keep((backend as WasmHeapBackend).makeOutput([K, M], "float32"));
+    const at = simd.offset;
+    simd.exports.im2col_t(
+      at(xT),
+      N,
+      H,
+      W,
+      Ci,
+      KH,
+      KW,
+      info.padInfo.top,
+      info.padInfo.left,
+      OH,
+      OW,
+      at(patches),
+    );
+    const product = wasmKernel("BatchMatMul")({
+      inputs: {
+        a: { ...patches, shape: [1, K, M] },
+        b: { dataId: dy.dataId, shape: [1, M, Co], dtype: dy.dtype },
+      },
+      backend,
+      attrs: { transposeA: false, transposeB: false },
+    });
+    return { dataId: product.dataId, shape: [KH, KW, Ci, Co], dtype: "float32" };
+  });
+}
+
+/**
+ * Identity (what `clone` and a custom gradient's saved tensors run) by
+ * sharing the input's memory, as the cpu backend and the WASM `Reshape` do.
+ * The backend's own kernel copies every value; tensors are immutable, so a
+ * shared buffer is safe. Strings go to the backend's kernel.
+ */
+function identityWasm(args: KernelArgs): tf.TensorInfo | null {
+  const x = args.inputs.x as tf.TensorInfo;
+  if (x.dtype === "string") return null;
+  args.backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/**
+ * The common case of {@linkcode maxPoolGradWasm}: 2×2 windows, stride 2, no
+ * padding. Windows do not overlap, so each output gradient goes to the
+ * largest of its four inputs (the first one on ties, as the general loop).
+ */
+function maxPoolGrad2x2(
+  xs: Float32Array,
+  dys: Float32Array,
+  dx: Float32Array,
+  batchSize: number,
+  H: number,
+  W: number,
+  C: number,
+  OH: number,
+  OW: number,
+): void {
+  const rowStride = W * C;
+  let o = 0;
+  for (let b = 0; b < batchSize; b++) {
+    for (let oh = 0; oh < OH; oh++) {
+      let i00 = b * H * rowStride + 2 * oh * rowStride;
+      for (let ow = 0; ow < OW; ow++, i00 += 2 * C) {
+        for (let c = 0; c < C; c++, o++) {
+          const a = i00 + c, bb = a + C, cc = a + rowStride, d = cc + C;
+          let at = a, best = xs[a];
+          if (xs[bb] > best) best = xs[at = bb];
+          if (xs[cc] > best) best = xs[at = cc];
+          if (xs[d] > best) at = d;
+          dx[at] += dys[o];
+        }
+      }
+    }
+  }
 }
 
 /**
@@ -578,8 +697,9 @@ let wasmKernelsRegistered = false;
  * Register the kernels the WASM backend needs to train a convolutional
  * network quickly: `Conv2DBackpropFilter` (missing from the backend), a
  * stride-1 `Conv2DBackpropInput` built on XNNPACK's convolution, a
- * block-copy `Tile`, and `MaxPoolGrad`, `Sum` and `Mean` (over all but the
- * channel axis) in plain JavaScript. Each is tested for parity with the cpu backend. Safe to
+ * block-copy `Tile`, an `Identity` that shares memory instead of copying,
+ * `MaxPoolGrad`, `Sum` and `Mean` (over all but the channel axis) in plain
+ * JavaScript, and the two batch-norm kernels of `batch_norm.ts`. Each is tested for parity with the cpu backend. Safe to
  * call more than once; {@linkcode selectBackend} calls it for you.
  *
  * @returns `true` if this call registered the kernels, `false` if they were already there.
@@ -611,6 +731,11 @@ export function registerWasmTrainingKernels(): boolean {
   originalConv2DBackpropInput = replace("Conv2DBackpropInput", conv2DBackpropInputWasm);
   originalTile = replace("Tile", tileWasm);
   replace("MaxPoolGrad", maxPoolGradWasm);
+  const originalIdentity = replace(
+    "Identity",
+    (args) => identityWasm(args) ?? originalIdentity!(args),
+  );
+  registerBatchNormKernels();
   for (const kind of ["Sum", "Mean"] as const) {
     const original = replace(kind, (args) => reduceLeadingWasm(kind, args) ?? original!(args));
   }

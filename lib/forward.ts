@@ -17,6 +17,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { batchNormTraining } from "./batch_norm.ts";
 
 /** The parts of a layer's configuration this module reads. */
 interface LayerConfig {
@@ -112,61 +113,4 @@ function applyLayer(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor {
     return y;
   }
   return layer.apply(x, { training: true }) as tf.Tensor;
-}
-
-/** Options of {@linkcode batchNormTraining}. */
-interface BatchNormOptions {
-  /** Added to the variance. */
-  epsilon: number;
-  /** Receives the batch mean and (biased) variance; they are freed afterwards unless kept. */
-  onStatistics?: (mean: tf.Tensor, variance: tf.Tensor) => void;
-}
-
-/**
- * Batch normalisation over all axes but the last, in training mode, as one op
- * with its gradient written out:
- *
- *   x̂ = (x − μ) / √(σ² + ε),  y = γ x̂ + β
- *   ∂β = Σ ∂y,  ∂γ = Σ ∂y x̂,  ∂x = γ / (N √(σ² + ε)) · (N ∂y − ∂β − x̂ ∂γ)
- *
- * where μ and σ² are the batch mean and biased variance and N the number of
- * values per channel. Internal.
- *
- * @param x Input, channels last.
- * @param gamma Scale, one per channel.
- * @param beta Shift, one per channel.
- * @param options ε and a hook for the batch statistics.
- * @returns The normalised, scaled and shifted input.
- */
-export function batchNormTraining(
-  x: tf.Tensor,
-  gamma: tf.Tensor,
-  beta: tf.Tensor,
-  options: BatchNormOptions,
-): tf.Tensor {
-  const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
-  const n = x.size / x.shape[x.rank - 1];
-  const op = tf.customGrad((x, gamma, beta, save) => {
-    const mean = tf.mean(x as tf.Tensor, axes);
-    const centered = tf.sub(x as tf.Tensor, mean);
-    const variance = tf.mean(tf.square(centered), axes);
-    options.onStatistics?.(mean, variance);
-    const invStd = tf.rsqrt(tf.add(variance, options.epsilon));
-    const normalised = tf.mul(centered, invStd);
-    (save as tf.GradSaveFunc)([normalised, invStd, gamma as tf.Tensor]);
-    return {
-      value: tf.add(tf.mul(normalised, gamma as tf.Tensor), beta as tf.Tensor),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [normalised, invStd, gamma] = saved;
-        const dBeta = tf.sum(dy, axes);
-        const dGamma = tf.sum(tf.mul(dy, normalised), axes);
-        const dx = tf.mul(
-          tf.sub(tf.sub(dy, tf.div(dBeta, n)), tf.mul(normalised, tf.div(dGamma, n))),
-          tf.mul(gamma, invStd),
-        );
-        return [dx, dGamma, dBeta];
-      },
-    };
-  });
-  return op(x, gamma, beta);
 }

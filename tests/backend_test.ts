@@ -1,30 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { BackendError, selectBackend, tileInto } from "../lib/backend.ts";
-
-/** Relative error: max |a - b| over max |a|. */
-function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(a[i]));
-  }
-  return diff / scale;
-}
-
-/** Run `f` on the cpu and on the wasm backend; returns both results. */
-async function onBoth(f: () => tf.Tensor): Promise<[Float32Array, Float32Array]> {
-  await selectBackend("cpu");
-  const cpu = tf.tidy(f);
-  const a = await cpu.data() as Float32Array;
-  cpu.dispose();
-  await selectBackend("wasm");
-  const wasm = tf.tidy(f);
-  const b = await wasm.data() as Float32Array;
-  wasm.dispose();
-  return [a, b];
-}
+import { onBoth, relativeError } from "./_parity.ts";
 
 type Shape4 = [number, number, number, number];
 const CONV_CASES: [Shape4, Shape4][] = [
@@ -64,7 +41,17 @@ for (const [xShape, wShape] of CONV_CASES) {
 }
 
 for (
-  const [shape, k, s, pad] of [[[2, 8, 8, 3], 2, 2, "valid"], [[2, 7, 7, 3], 2, 2, "same"], [
+  const [shape, k, s, pad] of [[[2, 8, 8, 3], 2, 2, "valid"], [[2, 8, 8, 4], 2, 2, "valid"], [
+    [2, 7, 7, 3],
+    2,
+    2,
+    "valid",
+  ], [
+    [2, 7, 7, 3],
+    2,
+    2,
+    "same",
+  ], [
     [1, 9, 9, 2],
     3,
     2,

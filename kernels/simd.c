@@ -1,0 +1,172 @@
+// WASM SIMD kernels for training on TensorFlow.js's WASM backend.
+//
+// Built by kernels/build.sh into lib/simd_binary.ts. The module imports the
+// backend's own memory, so every pointer below is an offset into the
+// backend's heap (a tensor's data or scratch space the caller allocated).
+// It has no data and uses no stack in linear memory: all state lives in
+// locals, and build.sh fails if the output touches the stack pointer.
+//
+// Layouts are channels-last: `rows` rows of `C` floats, C a multiple of 4.
+#include <wasm_simd128.h>
+
+#define EXPORT(name) __attribute__((export_name(#name))) 
+
+static inline v128_t high_half(v128_t v) { return wasm_i32x4_shuffle(v, v, 2, 3, 0, 1); }
+
+// Batch norm, training mode, forward. scratch: 2*C doubles, then 2*C floats.
+// Writes x̂ = (x − μ)/√(σ² + ε), y = γ x̂ + β, and per channel μ, σ² (biased), 1/√(σ² + ε).
+EXPORT(bn_forward)
+void bn_forward(const float* x, int rows, int C, const float* gamma, const float* beta,
+                float epsilon, double* scratch, float* y, float* xhat, float* mean,
+                float* variance, float* inv_std) {
+  double* sum = scratch;
+  double* squares = scratch + C;
+  float* scale = (float*)(scratch + 2 * C);
+  float* shift = scale + C;
+  for (int c = 0; c < 2 * C; c++) scratch[c] = 0;
+  for (int r = 0; r < rows; r++) {
+    const float* row = x + r * C;
+    for (int c = 0; c < C; c += 4) {
+      v128_t v = wasm_v128_load(row + c);
+      v128_t lo = wasm_f64x2_promote_low_f32x4(v), hi = wasm_f64x2_promote_low_f32x4(high_half(v));
+      wasm_v128_store(sum + c, wasm_f64x2_add(wasm_v128_load(sum + c), lo));
+      wasm_v128_store(sum + c + 2, wasm_f64x2_add(wasm_v128_load(sum + c + 2), hi));
+      wasm_v128_store(squares + c, wasm_f64x2_add(wasm_v128_load(squares + c), wasm_f64x2_mul(lo, lo)));
+      wasm_v128_store(squares + c + 2,
+                      wasm_f64x2_add(wasm_v128_load(squares + c + 2), wasm_f64x2_mul(hi, hi)));
+    }
+  }
+  for (int c = 0; c < C; c++) {
+    double m = sum[c] / rows, v = squares[c] / rows - m * m;
+    if (v < 0) v = 0;
+    float inv = (float)(1.0 / __builtin_sqrt(v + epsilon));
+    mean[c] = (float)m;
+    variance[c] = (float)v;
+    inv_std[c] = inv;
+    scale[c] = inv;
+    shift[c] = (float)(-m * inv);
+  }
+  for (int r = 0; r < rows; r++) {
+    const int o = r * C;
+    for (int c = 0; c < C; c += 4) {
+      v128_t h = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + o + c), wasm_v128_load(scale + c)),
+                                wasm_v128_load(shift + c));
+      wasm_v128_store(xhat + o + c, h);
+      wasm_v128_store(y + o + c, wasm_f32x4_add(wasm_f32x4_mul(h, wasm_v128_load(gamma + c)),
+                                                wasm_v128_load(beta + c)));
+    }
+  }
+}
+
+// Batch norm, training mode, gradient. scratch: 2*C doubles, then 3*C floats.
+// ∂β = Σ ∂y, ∂γ = Σ ∂y x̂, ∂x = γ/(N√(σ² + ε)) (N ∂y − ∂β − x̂ ∂γ).
+EXPORT(bn_backward)
+void bn_backward(const float* dy, const float* xhat, int rows, int C, const float* gamma,
+                 const float* inv_std, double* scratch, float* dx, float* dgamma, float* dbeta) {
+  double* sum_dy = scratch;
+  double* sum_dyh = scratch + C;
+  float* k = (float*)(scratch + 2 * C);
+  float* a = k + C;
+  float* b = a + C;
+  for (int c = 0; c < 2 * C; c++) scratch[c] = 0;
+  for (int r = 0; r < rows; r++) {
+    const int o = r * C;
+    for (int c = 0; c < C; c += 4) {
+      v128_t d = wasm_v128_load(dy + o + c);
+      v128_t dh = wasm_f32x4_mul(d, wasm_v128_load(xhat + o + c));
+      wasm_v128_store(sum_dy + c, wasm_f64x2_add(wasm_v128_load(sum_dy + c), wasm_f64x2_promote_low_f32x4(d)));
+      wasm_v128_store(sum_dy + c + 2, wasm_f64x2_add(wasm_v128_load(sum_dy + c + 2),
+                                                     wasm_f64x2_promote_low_f32x4(high_half(d))));
+      wasm_v128_store(sum_dyh + c, wasm_f64x2_add(wasm_v128_load(sum_dyh + c), wasm_f64x2_promote_low_f32x4(dh)));
+      wasm_v128_store(sum_dyh + c + 2, wasm_f64x2_add(wasm_v128_load(sum_dyh + c + 2),
+                                                      wasm_f64x2_promote_low_f32x4(high_half(dh))));
+    }
+  }
+  for (int c = 0; c < C; c++) {
+    dbeta[c] = (float)sum_dy[c];
+    dgamma[c] = (float)sum_dyh[c];
+    k[c] = gamma[c] * inv_std[c];
+    a[c] = (float)(sum_dy[c] / rows);
+    b[c] = (float)(sum_dyh[c] / rows);
+  }
+  for (int r = 0; r < rows; r++) {
+    const int o = r * C;
+    for (int c = 0; c < C; c += 4) {
+      v128_t t = wasm_f32x4_sub(wasm_f32x4_sub(wasm_v128_load(dy + o + c), wasm_v128_load(a + c)),
+                                wasm_f32x4_mul(wasm_v128_load(xhat + o + c), wasm_v128_load(b + c)));
+      wasm_v128_store(dx + o + c, wasm_f32x4_mul(t, wasm_v128_load(k + c)));
+    }
+  }
+}
+
+// Max-pool gradient for 2×2 windows, stride 2, no padding, every window
+// inside the input. Each output gradient goes to the largest of its window's
+// four inputs, the first in reading order on ties.
+EXPORT(max_pool_grad_2x2)
+void max_pool_grad_2x2(const float* x, const float* dy, float* dx, int batch, int H, int W, int C,
+                       int OH, int OW) {
+  const int size = batch * H * W * C;
+  const v128_t zero = wasm_f32x4_splat(0);
+  for (int i = 0; i < size; i += 4) wasm_v128_store(dx + i, zero);
+  const int row = W * C;
+  for (int n = 0; n < batch; n++) {
+    for (int oh = 0; oh < OH; oh++) {
+      const float* g = dy + ((n * OH + oh) * OW) * C;
+      int i00 = n * H * row + 2 * oh * row;
+      for (int ow = 0; ow < OW; ow++, i00 += 2 * C, g += C) {
+        for (int c = 0; c < C; c += 4) {
+          const int ia = i00 + c, ib = ia + C, ic = ia + row, id = ic + C;
+          v128_t a = wasm_v128_load(x + ia), b = wasm_v128_load(x + ib);
+          v128_t cc = wasm_v128_load(x + ic), d = wasm_v128_load(x + id);
+          v128_t mb = wasm_f32x4_gt(b, a);
+          v128_t best = wasm_v128_bitselect(b, a, mb);
+          v128_t mc = wasm_f32x4_gt(cc, best);
+          best = wasm_v128_bitselect(cc, best, mc);
+          v128_t md = wasm_f32x4_gt(d, best);
+          v128_t v = wasm_v128_load(g + c);
+          v128_t later = wasm_v128_or(mc, md);
+          wasm_v128_store(dx + id, wasm_v128_and(v, md));
+          wasm_v128_store(dx + ic, wasm_v128_andnot(wasm_v128_and(v, mc), md));
+          wasm_v128_store(dx + ib, wasm_v128_andnot(wasm_v128_and(v, mb), later));
+          wasm_v128_store(dx + ia, wasm_v128_andnot(v, wasm_v128_or(mb, later)));
+        }
+      }
+    }
+  }
+}
+
+// Patches of a stride-1 convolution, transposed, for its filter gradient:
+// out[(ky·KW + kx)·Ci + ci][m] = x[ci][n][oy + ky − top][ox + kx − left] (0 outside),
+// m = (n·OH + oy)·OW + ox, from the input in channel-major order
+// xt[ci][n][y][x]. Then dW = out · dy, one matrix product.
+EXPORT(im2col_t)
+void im2col_t(const float* xt, int N, int H, int W, int Ci, int KH, int KW, int top, int left,
+              int OH, int OW, float* out) {
+  const int M = N * OH * OW;
+  for (int ky = 0; ky < KH; ky++) {
+    for (int kx = 0; kx < KW; kx++) {
+      // Columns ox with 0 ≤ ox + kx − left < W.
+      int from = left - kx, to = W + left - kx;
+      if (from < 0) from = 0;
+      if (to > OW) to = OW;
+      if (to < from) to = from;
+      for (int ci = 0; ci < Ci; ci++) {
+        float* dst = out + ((ky * KW + kx) * Ci + ci) * M;
+        const float* plane = xt + ci * N * H * W;
+        for (int n = 0; n < N; n++) {
+          for (int oy = 0; oy < OH; oy++, dst += OW) {
+            const int iy = oy + ky - top;
+            if (iy < 0 || iy >= H) {
+              for (int ox = 0; ox < OW; ox++) dst[ox] = 0;
+              continue;
+            }
+            const float* src = plane + (n * H + iy) * W + kx - left;
+            for (int ox = 0; ox < from; ox++) dst[ox] = 0;
+            for (int ox = from; ox < to; ox++) dst[ox] = src[ox];
+            for (int ox = to; ox < OW; ox++) dst[ox] = 0;
+          }
+        }
+      }
+    }
+  }
+}

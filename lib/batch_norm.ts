@@ -1,0 +1,234 @@
+/**
+ * Batch normalisation for training as one op with its gradient written out,
+ * and, for the WASM backend, both directions as two kernels of two passes each
+ * in plain JavaScript over the backend's memory. TensorFlow.js composes the
+ * layer's training mode from `moments` and `batchNorm`: about 50 kernels
+ * forward and backward per layer, most of them broadcasting element-wise ops
+ * that the WASM backend runs element by element. The two kernels use the SIMD
+ * module of `simd.ts` when the channels are a multiple of 4.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { WasmHeapBackend } from "./backend.ts";
+import { SIMD_MAX_CHANNELS, simdKernels } from "./simd.ts";
+
+/** Name of the forward kernel: inputs `x`, `gamma`, `beta`; outputs y, x̂, mean, variance, 1/std. */
+export const BATCH_NORM_TRAIN = "TinymnistBatchNormTrain";
+/** Name of the gradient kernel: inputs `dy`, `normalised`, `gamma`, `invStd`; outputs ∂x, ∂γ, ∂β. */
+export const BATCH_NORM_TRAIN_GRAD = "TinymnistBatchNormTrainGrad";
+
+/** Options of {@linkcode batchNormTraining}. */
+interface BatchNormOptions {
+  /** Added to the variance. */
+  epsilon: number;
+  /** Receives the batch mean and (biased) variance; they are freed afterwards unless kept. */
+  onStatistics?: (mean: tf.Tensor, variance: tf.Tensor) => void;
+}
+
+/**
+ * Batch normalisation over all axes but the last, in training mode, as one op
+ * with its gradient written out:
+ *
+ *   x̂ = (x − μ) / √(σ² + ε),  y = γ x̂ + β
+ *   ∂β = Σ ∂y,  ∂γ = Σ ∂y x̂,  ∂x = γ / (N √(σ² + ε)) · (N ∂y − ∂β − x̂ ∂γ)
+ *
+ * where μ and σ² are the batch mean and biased variance and N the number of
+ * values per channel. Internal.
+ *
+ * @param x Input, channels last.
+ * @param gamma Scale, one per channel.
+ * @param beta Shift, one per channel.
+ * @param options ε and a hook for the batch statistics.
+ * @returns The normalised, scaled and shifted input.
+ */
+export function batchNormTraining(
+  x: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  options: BatchNormOptions,
+): tf.Tensor {
+  const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
+  const n = x.size / x.shape[x.rank - 1];
+  if (tf.getKernel(BATCH_NORM_TRAIN, tf.getBackend())) {
+    return fusedBatchNorm(x, gamma, beta, options);
+  }
+  const op = tf.customGrad((x, gamma, beta, save) => {
+    const mean = tf.mean(x as tf.Tensor, axes);
+    const centered = tf.sub(x as tf.Tensor, mean);
+    const variance = tf.mean(tf.square(centered), axes);
+    options.onStatistics?.(mean, variance);
+    const invStd = tf.rsqrt(tf.add(variance, options.epsilon));
+    const normalised = tf.mul(centered, invStd);
+    (save as tf.GradSaveFunc)([normalised, invStd, gamma as tf.Tensor]);
+    return {
+      value: tf.add(tf.mul(normalised, gamma as tf.Tensor), beta as tf.Tensor),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [normalised, invStd, gamma] = saved;
+        const dBeta = tf.sum(dy, axes);
+        const dGamma = tf.sum(tf.mul(dy, normalised), axes);
+        const dx = tf.mul(
+          tf.sub(tf.sub(dy, tf.div(dBeta, n)), tf.mul(normalised, tf.div(dGamma, n))),
+          tf.mul(gamma, invStd),
+        );
+        return [dx, dGamma, dBeta];
+      },
+    };
+  });
+  return op(x, gamma, beta);
+}
+
+/** {@linkcode batchNormTraining} with the backend's two kernels. */
+function fusedBatchNorm(
+  x: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  options: BatchNormOptions,
+): tf.Tensor {
+  const op = tf.customGrad((x, gamma, beta, save) => {
+    const [y, normalised, mean, variance, invStd] = tf.engine().runKernel(
+      BATCH_NORM_TRAIN,
+      { x: x as tf.Tensor, gamma: gamma as tf.Tensor, beta: beta as tf.Tensor },
+      { epsilon: options.epsilon },
+    ) as tf.Tensor[];
+    options.onStatistics?.(mean, variance);
+    (save as tf.GradSaveFunc)([normalised, invStd, gamma as tf.Tensor]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [normalised, invStd, gamma] = saved;
+        return tf.engine().runKernel(
+          BATCH_NORM_TRAIN_GRAD,
+          { dy, normalised, gamma, invStd },
+          {},
+        ) as tf.Tensor[];
+      },
+    };
+  });
+  return op(x, gamma, beta);
+}
+
+type KernelArgs = {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+};
+
+/** Forward pass on the WASM heap: one pass for the statistics, one for the outputs. */
+function batchNormTrainWasm(args: KernelArgs): tf.TensorInfo[] {
+  const backend = args.backend as WasmHeapBackend;
+  const { x, gamma, beta } = args.inputs as Record<string, tf.TensorInfo>;
+  const epsilon = (args.attrs as { epsilon: number }).epsilon;
+  const C = x.shape[x.shape.length - 1], size = tf.util.sizeFromShape(x.shape), n = size / C;
+  const outs = [x.shape, x.shape, [C], [C], [C]].map((s) => backend.makeOutput(s, "float32"));
+  const simd = C % 4 === 0 && C <= SIMD_MAX_CHANNELS ? simdKernels(backend) : null;
+  if (simd) {
+    const at = simd.offset;
+    simd.exports.bn_forward(
+      at(x),
+      n,
+      C,
+      at(gamma),
+      at(beta),
+      epsilon,
+      simd.scratch,
+      ...outs.map(at) as [number, number, number, number, number],
+    );
+    return outs;
+  }
+  const xs = backend.typedArrayFromHeap(x) as Float32Array;
+  const g = backend.typedArrayFromHeap(gamma) as Float32Array;
+  const b = backend.typedArrayFromHeap(beta) as Float32Array;
+  const sum = new Float64Array(C), squares = new Float64Array(C);
+  for (let i = 0; i < size; i += C) {
+    for (let c = 0; c < C; c++) {
+      const v = xs[i + c];
+      sum[c] += v;
+      squares[c] += v * v;
+    }
+  }
+  const [y, xhat, mean, variance, invStd] = outs.map((t) =>
+    backend.typedArrayFromHeap(t) as Float32Array
+  );
+  const scale = new Float32Array(C), shift = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    mean[c] = sum[c] / n;
+    variance[c] = Math.max(0, squares[c] / n - (sum[c] / n) ** 2);
+    invStd[c] = 1 / Math.sqrt(variance[c] + epsilon);
+    scale[c] = invStd[c];
+    shift[c] = -mean[c] * invStd[c];
+  }
+  for (let i = 0; i < size; i += C) {
+    for (let c = 0; c < C; c++) {
+      const h = xs[i + c] * scale[c] + shift[c];
+      xhat[i + c] = h;
+      y[i + c] = h * g[c] + b[c];
+    }
+  }
+  return outs;
+}
+
+/** Gradient on the WASM heap: one pass for ∂β and ∂γ, one for ∂x. */
+function batchNormTrainGradWasm(args: KernelArgs): tf.TensorInfo[] {
+  const backend = args.backend as WasmHeapBackend;
+  const { dy, normalised, gamma, invStd } = args.inputs as Record<string, tf.TensorInfo>;
+  const C = dy.shape[dy.shape.length - 1], size = tf.util.sizeFromShape(dy.shape), n = size / C;
+  const outs = [dy.shape, [C], [C]].map((s) => backend.makeOutput(s, "float32"));
+  const simd = C % 4 === 0 && C <= SIMD_MAX_CHANNELS ? simdKernels(backend) : null;
+  if (simd) {
+    const at = simd.offset;
+    simd.exports.bn_backward(
+      at(dy),
+      at(normalised),
+      n,
+      C,
+      at(gamma),
+      at(invStd),
+      simd.scratch,
+      ...outs.map(at) as [number, number, number],
+    );
+    return outs;
+  }
+  const dys = backend.typedArrayFromHeap(dy) as Float32Array;
+  const h = backend.typedArrayFromHeap(normalised) as Float32Array;
+  const g = backend.typedArrayFromHeap(gamma) as Float32Array;
+  const r = backend.typedArrayFromHeap(invStd) as Float32Array;
+  const sumDy = new Float64Array(C), sumDyH = new Float64Array(C);
+  for (let i = 0; i < size; i += C) {
+    for (let c = 0; c < C; c++) {
+      const d = dys[i + c];
+      sumDy[c] += d;
+      sumDyH[c] += d * h[i + c];
+    }
+  }
+  const [dx, dGamma, dBeta] = outs.map((t) => backend.typedArrayFromHeap(t) as Float32Array);
+  const k = new Float32Array(C), a = new Float32Array(C), bh = new Float32Array(C);
+  for (let c = 0; c < C; c++) {
+    dGamma[c] = sumDyH[c];
+    dBeta[c] = sumDy[c];
+    k[c] = g[c] * r[c];
+    a[c] = sumDy[c] / n;
+    bh[c] = sumDyH[c] / n;
+  }
+  for (let i = 0; i < size; i += C) {
+    for (let c = 0; c < C; c++) dx[i + c] = k[c] * (dys[i + c] - a[c] - h[i + c] * bh[c]);
+  }
+  return outs;
+}
+
+/** Register the two batch-norm kernels for the WASM backend. Internal. */
+export function registerBatchNormKernels(): void {
+  for (
+    const [kernelName, kernelFunc] of [
+      [BATCH_NORM_TRAIN, batchNormTrainWasm],
+      [BATCH_NORM_TRAIN_GRAD, batchNormTrainGradWasm],
+    ] as const
+  ) {
+    if (tf.getKernel(kernelName, "wasm")) continue;
+    tf.registerKernel({
+      kernelName,
+      backendName: "wasm",
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+  }
+}

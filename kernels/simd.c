@@ -13,44 +13,51 @@
 
 static inline v128_t high_half(v128_t v) { return wasm_i32x4_shuffle(v, v, 2, 3, 0, 1); }
 
-// Batch norm, training mode, forward. scratch: 2*C doubles, then 2*C floats.
-// Writes x̂ = (x − μ)/√(σ² + ε), y = γ x̂ + β, and per channel μ, σ² (biased), 1/√(σ² + ε).
-EXPORT(bn_forward)
-void bn_forward(const float* x, int rows, int C, const float* gamma, const float* beta,
-                float epsilon, double* scratch, float* y, float* xhat, float* mean,
-                float* variance, float* inv_std) {
-  double* sum = scratch;
-  double* squares = scratch + C;
-  float* scale = (float*)(scratch + 2 * C);
-  float* shift = scale + C;
-  for (int c = 0; c < 2 * C; c++) scratch[c] = 0;
+// Per-channel statistics of x into scratch (sum, squares as doubles), then
+// mean, variance, 1/std, and z = x·scale + shift = γ x̂ + β's scale and shift.
+static void channel_stats(const float* x, int rows, int C, const float* gamma, const float* beta,
+                          float epsilon, double* sums, float* scale, float* shift, float* mean,
+                          float* variance, float* inv_std) {
+  double* squares = sums + C;
+  for (int c = 0; c < 2 * C; c++) sums[c] = 0;
   for (int r = 0; r < rows; r++) {
     const float* row = x + r * C;
     for (int c = 0; c < C; c += 4) {
       v128_t v = wasm_v128_load(row + c);
       v128_t lo = wasm_f64x2_promote_low_f32x4(v), hi = wasm_f64x2_promote_low_f32x4(high_half(v));
-      wasm_v128_store(sum + c, wasm_f64x2_add(wasm_v128_load(sum + c), lo));
-      wasm_v128_store(sum + c + 2, wasm_f64x2_add(wasm_v128_load(sum + c + 2), hi));
+      wasm_v128_store(sums + c, wasm_f64x2_add(wasm_v128_load(sums + c), lo));
+      wasm_v128_store(sums + c + 2, wasm_f64x2_add(wasm_v128_load(sums + c + 2), hi));
       wasm_v128_store(squares + c, wasm_f64x2_add(wasm_v128_load(squares + c), wasm_f64x2_mul(lo, lo)));
       wasm_v128_store(squares + c + 2,
                       wasm_f64x2_add(wasm_v128_load(squares + c + 2), wasm_f64x2_mul(hi, hi)));
     }
   }
   for (int c = 0; c < C; c++) {
-    double m = sum[c] / rows, v = squares[c] / rows - m * m;
+    double m = sums[c] / rows, v = squares[c] / rows - m * m;
     if (v < 0) v = 0;
     float inv = (float)(1.0 / __builtin_sqrt(v + epsilon));
     mean[c] = (float)m;
     variance[c] = (float)v;
     inv_std[c] = inv;
-    scale[c] = inv;
-    shift[c] = (float)(-m * inv);
+    scale[c] = gamma[c] * inv;
+    shift[c] = beta[c] - (float)m * gamma[c] * inv;
   }
+}
+
+// Batch norm, training mode, forward. scratch: 2*C doubles, then 2*C floats.
+// Writes x̂ = (x − μ)/√(σ² + ε), y = γ x̂ + β, and per channel μ, σ² (biased), 1/√(σ² + ε).
+EXPORT(bn_forward)
+void bn_forward(const float* x, int rows, int C, const float* gamma, const float* beta,
+                float epsilon, double* scratch, float* y, float* xhat, float* mean,
+                float* variance, float* inv_std) {
+  float* scale = (float*)(scratch + 2 * C);
+  channel_stats(x, rows, C, gamma, beta, epsilon, scratch, scale, scale + C, mean, variance,
+                inv_std);
   for (int r = 0; r < rows; r++) {
     const int o = r * C;
     for (int c = 0; c < C; c += 4) {
-      v128_t h = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + o + c), wasm_v128_load(scale + c)),
-                                wasm_v128_load(shift + c));
+      v128_t h = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(x + o + c), wasm_v128_load(mean + c)),
+                                wasm_v128_load(inv_std + c));
       wasm_v128_store(xhat + o + c, h);
       wasm_v128_store(y + o + c, wasm_f32x4_add(wasm_f32x4_mul(h, wasm_v128_load(gamma + c)),
                                                 wasm_v128_load(beta + c)));
@@ -167,6 +174,132 @@ void im2col_t(const float* xt, int N, int H, int W, int Ci, int KH, int KW, int 
           }
         }
       }
+    }
+  }
+}
+
+// Batch norm (training), ReLU and 2×2 max-pool (stride 2, no padding) in one:
+// pooled = max over each window of relu(γ x̂ + β). x is [N,H,W,C]; pooled
+// [N,H/2,W/2,C] (rounded down). scratch: 2*C doubles, then 2*C floats.
+EXPORT(bn_relu_pool_forward)
+void bn_relu_pool_forward(const float* x, int N, int H, int W, int C, const float* gamma,
+                          const float* beta, float epsilon, double* scratch, float* pooled,
+                          float* mean, float* variance, float* inv_std) {
+  float* scale = (float*)(scratch + 2 * C);
+  float* shift = scale + C;
+  channel_stats(x, N * H * W, C, gamma, beta, epsilon, scratch, scale, shift, mean, variance,
+                inv_std);
+  const int OH = H / 2, OW = W / 2, row = W * C;
+  const v128_t zero = wasm_f32x4_splat(0);
+  float* out = pooled;
+  for (int n = 0; n < N; n++) {
+    for (int oh = 0; oh < OH; oh++) {
+      int i00 = n * H * row + 2 * oh * row;
+      for (int ow = 0; ow < OW; ow++, i00 += 2 * C, out += C) {
+        for (int c = 0; c < C; c += 4) {
+          const v128_t s = wasm_v128_load(scale + c), t = wasm_v128_load(shift + c);
+          const int ia = i00 + c;
+          v128_t a = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia), s), t);
+          v128_t b = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia + C), s), t);
+          v128_t cc = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia + row), s), t);
+          v128_t d = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia + row + C), s), t);
+          v128_t m = wasm_f32x4_max(wasm_f32x4_max(a, b), wasm_f32x4_max(cc, d));
+          wasm_v128_store(out + c, wasm_f32x4_max(m, zero));
+        }
+      }
+    }
+  }
+}
+
+// Gradient of bn_relu_pool_forward. The pooled gradient goes to the largest
+// z = γ x̂ + β of each window (the first on ties) where that z > 0; then the
+// batch-norm gradient of that sparse ∂z, to every element of x:
+// ∂x = γ/(N√(σ² + ε)) (N ∂z − Σ∂z − x̂ Σ∂z x̂), ∂γ = Σ ∂z x̂, ∂β = Σ ∂z.
+// scratch: 2*C doubles, then 5*C floats.
+EXPORT(bn_relu_pool_backward)
+void bn_relu_pool_backward(const float* x, const float* dpooled, int N, int H, int W, int C,
+                           const float* gamma, const float* beta, const float* mean,
+                           const float* inv_std, double* scratch, float* dx, float* dgamma,
+                           float* dbeta) {
+  double* sum_dz = scratch;
+  double* sum_dzh = scratch + C;
+  float* scale = (float*)(scratch + 2 * C);
+  float* shift = scale + C;
+  float* k = shift + C;
+  float* a = k + C;
+  float* b = a + C;
+  for (int c = 0; c < 2 * C; c++) scratch[c] = 0;
+  for (int c = 0; c < C; c++) {
+    scale[c] = gamma[c] * inv_std[c];
+    shift[c] = beta[c] - mean[c] * gamma[c] * inv_std[c];
+  }
+  const int OH = H / 2, OW = W / 2, row = W * C, size = N * H * W * C;
+  const v128_t zero = wasm_f32x4_splat(0);
+  if (2 * OH != H || 2 * OW != W) {
+    for (int i = 0; i < size; i += 4) wasm_v128_store(dx + i, zero);
+  }
+  // Pass 1: ∂z into dx, per window; its sums.
+  const float* g = dpooled;
+  for (int n = 0; n < N; n++) {
+    for (int oh = 0; oh < OH; oh++) {
+      int i00 = n * H * row + 2 * oh * row;
+      for (int ow = 0; ow < OW; ow++, i00 += 2 * C, g += C) {
+        for (int c = 0; c < C; c += 4) {
+          const v128_t s = wasm_v128_load(scale + c), t = wasm_v128_load(shift + c);
+          const int ia = i00 + c, ib = ia + C, ic = ia + row, id = ic + C;
+          v128_t xa = wasm_v128_load(x + ia), xb = wasm_v128_load(x + ib);
+          v128_t xc = wasm_v128_load(x + ic), xd = wasm_v128_load(x + id);
+          v128_t za = wasm_f32x4_add(wasm_f32x4_mul(xa, s), t);
+          v128_t zb = wasm_f32x4_add(wasm_f32x4_mul(xb, s), t);
+          v128_t zc = wasm_f32x4_add(wasm_f32x4_mul(xc, s), t);
+          v128_t zd = wasm_f32x4_add(wasm_f32x4_mul(xd, s), t);
+          v128_t mb = wasm_f32x4_gt(zb, za);
+          v128_t best = wasm_v128_bitselect(zb, za, mb);
+          v128_t mc = wasm_f32x4_gt(zc, best);
+          best = wasm_v128_bitselect(zc, best, mc);
+          v128_t md = wasm_f32x4_gt(zd, best);
+          best = wasm_v128_bitselect(zd, best, md);
+          // ReLU: nothing flows back where the window's largest z is ≤ 0.
+          v128_t v = wasm_v128_and(wasm_v128_load(g + c), wasm_f32x4_gt(best, zero));
+          v128_t later = wasm_v128_or(mc, md);
+          v128_t wa = wasm_v128_andnot(v, wasm_v128_or(mb, later));
+          v128_t wb = wasm_v128_andnot(wasm_v128_and(v, mb), later);
+          v128_t wc = wasm_v128_andnot(wasm_v128_and(v, mc), md);
+          v128_t wd = wasm_v128_and(v, md);
+          wasm_v128_store(dx + ia, wa);
+          wasm_v128_store(dx + ib, wb);
+          wasm_v128_store(dx + ic, wc);
+          wasm_v128_store(dx + id, wd);
+          // The winner's x̂ = (z − β)/γ would divide by γ: use (x − μ)·r instead.
+          v128_t m = wasm_v128_load(mean + c), r = wasm_v128_load(inv_std + c);
+          v128_t xw = wasm_v128_bitselect(xd, wasm_v128_bitselect(xc, wasm_v128_bitselect(xb, xa, mb), mc), md);
+          v128_t dzh = wasm_f32x4_mul(v, wasm_f32x4_mul(wasm_f32x4_sub(xw, m), r));
+          wasm_v128_store(sum_dz + c, wasm_f64x2_add(wasm_v128_load(sum_dz + c), wasm_f64x2_promote_low_f32x4(v)));
+          wasm_v128_store(sum_dz + c + 2, wasm_f64x2_add(wasm_v128_load(sum_dz + c + 2),
+                                                         wasm_f64x2_promote_low_f32x4(high_half(v))));
+          wasm_v128_store(sum_dzh + c, wasm_f64x2_add(wasm_v128_load(sum_dzh + c), wasm_f64x2_promote_low_f32x4(dzh)));
+          wasm_v128_store(sum_dzh + c + 2, wasm_f64x2_add(wasm_v128_load(sum_dzh + c + 2),
+                                                          wasm_f64x2_promote_low_f32x4(high_half(dzh))));
+        }
+      }
+    }
+  }
+  const int rows = N * H * W;
+  for (int c = 0; c < C; c++) {
+    dbeta[c] = (float)sum_dz[c];
+    dgamma[c] = (float)sum_dzh[c];
+    k[c] = gamma[c] * inv_std[c];
+    a[c] = (float)(sum_dz[c] / rows);
+    b[c] = (float)(sum_dzh[c] / rows);
+  }
+  // Pass 2: ∂x = k (∂z − a − x̂ b), x̂ = (x − μ) r.
+  for (int i = 0; i < size; i += C) {
+    for (int c = 0; c < C; c += 4) {
+      v128_t h = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(x + i + c), wasm_v128_load(mean + c)),
+                                wasm_v128_load(inv_std + c));
+      v128_t t = wasm_f32x4_sub(wasm_f32x4_sub(wasm_v128_load(dx + i + c), wasm_v128_load(a + c)),
+                                wasm_f32x4_mul(h, wasm_v128_load(b + c)));
+      wasm_v128_store(dx + i + c, wasm_f32x4_mul(t, wasm_v128_load(k + c)));
     }
   }
 }

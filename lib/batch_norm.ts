@@ -13,17 +13,51 @@ import * as tf from "@tensorflow/tfjs";
 import type { WasmHeapBackend } from "./backend.ts";
 import { SIMD_MAX_CHANNELS, simdKernels } from "./simd.ts";
 
-/** Name of the forward kernel: inputs `x`, `gamma`, `beta`; outputs y, x̂, mean, variance, 1/std. */
+/**
+ * Name of the forward kernel: inputs `x`, `gamma`, `beta` (and `movingMean`,
+ * `movingVariance` with attribute `momentum` ≥ 0); outputs y, mean, variance,
+ * 1/std, x̂ (and the updated moving mean and variance).
+ */
 export const BATCH_NORM_TRAIN = "TinymnistBatchNormTrain";
 /** Name of the gradient kernel: inputs `dy`, `normalised`, `gamma`, `invStd`; outputs ∂x, ∂γ, ∂β. */
 export const BATCH_NORM_TRAIN_GRAD = "TinymnistBatchNormTrainGrad";
+/** Batch norm, ReLU and 2×2 max-pool: inputs and outputs as the plain kernel's, without x̂. */
+export const BATCH_NORM_RELU_POOL = "TinymnistBatchNormReluPool";
+/** Its gradient: inputs `x`, `dy`, `gamma`, `beta`, `mean`, `invStd`; outputs ∂x, ∂γ, ∂β. */
+export const BATCH_NORM_RELU_POOL_GRAD = "TinymnistBatchNormReluPoolGrad";
 
-/** Options of {@linkcode batchNormTraining}. */
-interface BatchNormOptions {
+/** Moving statistics that a batch-norm op updates, as the layer does. Internal. */
+export interface MovingStatistics {
+  /** The moving mean. */
+  mean: tf.Tensor;
+  /** The moving variance. */
+  variance: tf.Tensor;
+  /** moving ← moving − (moving − batch) × (1 − momentum). */
+  momentum: number;
+  /** Receives the updated moving mean and variance. */
+  update(mean: tf.Tensor, variance: tf.Tensor): void;
+}
+
+/** Options of {@linkcode batchNormTraining}. Internal. */
+export interface BatchNormOptions {
   /** Added to the variance. */
   epsilon: number;
+  /** Moving statistics to update with this batch's. */
+  moving?: MovingStatistics;
   /** Receives the batch mean and (biased) variance; they are freed afterwards unless kept. */
   onStatistics?: (mean: tf.Tensor, variance: tf.Tensor) => void;
+}
+
+/** Inputs and attributes for a kernel that also updates moving statistics. */
+function movingArgs(options: BatchNormOptions): {
+  inputs: tf.NamedTensorMap;
+  attrs: tf.NamedAttrMap;
+} {
+  const m = options.moving;
+  return {
+    inputs: m ? { movingMean: m.mean, movingVariance: m.variance } : {},
+    attrs: { epsilon: options.epsilon, momentum: m ? m.momentum : -1 },
+  };
 }
 
 /**
@@ -51,13 +85,21 @@ export function batchNormTraining(
   const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
   const n = x.size / x.shape[x.rank - 1];
   if (tf.getKernel(BATCH_NORM_TRAIN, tf.getBackend())) {
-    return fusedBatchNorm(x, gamma, beta, options);
+    return kernelBatchNorm(BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, x, gamma, beta, options);
   }
   const op = tf.customGrad((x, gamma, beta, save) => {
     const mean = tf.mean(x as tf.Tensor, axes);
     const centered = tf.sub(x as tf.Tensor, mean);
     const variance = tf.mean(tf.square(centered), axes);
     options.onStatistics?.(mean, variance);
+    const moving = options.moving;
+    if (moving) {
+      const decay = 1 - moving.momentum;
+      moving.update(
+        tf.sub(moving.mean, tf.mul(tf.sub(moving.mean, mean), decay)),
+        tf.sub(moving.variance, tf.mul(tf.sub(moving.variance, variance), decay)),
+      );
+    }
     const invStd = tf.rsqrt(tf.add(variance, options.epsilon));
     const normalised = tf.mul(centered, invStd);
     (save as tf.GradSaveFunc)([normalised, invStd, gamma as tf.Tensor]);
@@ -78,28 +120,47 @@ export function batchNormTraining(
   return op(x, gamma, beta);
 }
 
-/** {@linkcode batchNormTraining} with the backend's two kernels. */
-function fusedBatchNorm(
+/**
+ * A batch-norm op run by two kernels of the backend: `forward` returns
+ * `[value, mean, variance, invStd, normalised?, movingMean?, movingVariance?]`
+ * (`normalised` for the plain op only, the moving statistics when given) and
+ * `grad` reads what it needs of `dy, x, gamma, beta, mean, invStd, normalised`
+ * and returns `[∂x, ∂γ, ∂β]`.
+ */
+function kernelBatchNorm(
+  forward: string,
+  grad: string,
   x: tf.Tensor,
   gamma: tf.Tensor,
   beta: tf.Tensor,
   options: BatchNormOptions,
 ): tf.Tensor {
   const op = tf.customGrad((x, gamma, beta, save) => {
-    const [y, normalised, mean, variance, invStd] = tf.engine().runKernel(
-      BATCH_NORM_TRAIN,
-      { x: x as tf.Tensor, gamma: gamma as tf.Tensor, beta: beta as tf.Tensor },
-      { epsilon: options.epsilon },
+    const { inputs, attrs } = movingArgs(options);
+    const outs = tf.engine().runKernel(
+      forward,
+      { x: x as tf.Tensor, gamma: gamma as tf.Tensor, beta: beta as tf.Tensor, ...inputs },
+      attrs,
     ) as tf.Tensor[];
+    const [value, mean, variance, invStd] = outs;
     options.onStatistics?.(mean, variance);
-    (save as tf.GradSaveFunc)([normalised, invStd, gamma as tf.Tensor]);
+    if (options.moving) options.moving.update(outs[outs.length - 2], outs[outs.length - 1]);
+    const normalised = forward === BATCH_NORM_TRAIN ? outs[4] : mean; // a placeholder when unused
+    (save as tf.GradSaveFunc)([
+      x as tf.Tensor,
+      gamma as tf.Tensor,
+      beta as tf.Tensor,
+      mean,
+      invStd,
+      normalised,
+    ]);
     return {
-      value: y,
+      value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [normalised, invStd, gamma] = saved;
+        const [x, gamma, beta, mean, invStd, normalised] = saved;
         return tf.engine().runKernel(
-          BATCH_NORM_TRAIN_GRAD,
-          { dy, normalised, gamma, invStd },
+          grad,
+          { dy, x, gamma, beta, mean, invStd, normalised },
           {},
         ) as tf.Tensor[];
       },
@@ -116,6 +177,35 @@ type KernelArgs = {
 
 /** Forward pass on the WASM heap: one pass for the statistics, one for the outputs. */
 function batchNormTrainWasm(args: KernelArgs): tf.TensorInfo[] {
+  const [y, normalised, mean, variance, invStd] = batchNormTrainStatsWasm(args);
+  return [y, mean, variance, invStd, normalised, ...updateMovingWasm(args, mean, variance)];
+}
+
+/**
+ * The updated moving mean and variance, when the kernel was given them
+ * (`momentum` ≥ 0), computed on the host: a handful of channels.
+ */
+function updateMovingWasm(
+  args: KernelArgs,
+  mean: tf.TensorInfo,
+  variance: tf.TensorInfo,
+): tf.TensorInfo[] {
+  const backend = args.backend as WasmHeapBackend;
+  const momentum = (args.attrs as { momentum: number }).momentum;
+  const { movingMean, movingVariance } = args.inputs as Record<string, tf.TensorInfo>;
+  if (!(momentum >= 0) || !movingMean || !movingVariance) return [];
+  const decay = Math.fround(1 - momentum);
+  return [[movingMean, mean], [movingVariance, variance]].map(([moving, batch]) => {
+    const out = backend.makeOutput(moving.shape, "float32");
+    const values = backend.typedArrayFromHeap(out) as Float32Array;
+    const old = backend.typedArrayFromHeap(moving) as Float32Array;
+    const now = backend.typedArrayFromHeap(batch) as Float32Array;
+    for (let c = 0; c < values.length; c++) values[c] = old[c] - (old[c] - now[c]) * decay;
+    return out;
+  });
+}
+
+function batchNormTrainStatsWasm(args: KernelArgs): tf.TensorInfo[] {
   const backend = args.backend as WasmHeapBackend;
   const { x, gamma, beta } = args.inputs as Record<string, tf.TensorInfo>;
   const epsilon = (args.attrs as { epsilon: number }).epsilon;
@@ -216,12 +306,98 @@ function batchNormTrainGradWasm(args: KernelArgs): tf.TensorInfo[] {
   return outs;
 }
 
-/** Register the two batch-norm kernels for the WASM backend. Internal. */
+/**
+ * Whether {@linkcode batchNormReluPoolTraining} can run on the active backend
+ * for an input of this shape: the WASM backend with its SIMD module, channels
+ * last, a multiple of 4 of them. Internal.
+ */
+export function canFuseBatchNormReluPool(shape: readonly number[]): boolean {
+  const C = shape[shape.length - 1];
+  return shape.length === 4 && C % 4 === 0 && C <= SIMD_MAX_CHANNELS &&
+    shape[1] >= 2 && shape[2] >= 2 &&
+    tf.getKernel(BATCH_NORM_RELU_POOL, tf.getBackend()) !== undefined &&
+    simdKernels(tf.backend()) !== null;
+}
+
+/**
+ * `maxPool(relu(batchNormTraining(x)), 2, 2, "valid")` as one op, for the
+ * conv → batch norm → ReLU → max-pool blocks of the presets: two passes over
+ * `x` forward and two backward, where the three ops make about ten, and no
+ * normalised copy of `x` is kept (it is recomputed from `x`). Only where
+ * {@linkcode canFuseBatchNormReluPool} says so. Internal.
+ *
+ * @param x Input `[n, h, w, c]`.
+ * @param gamma Scale, one per channel.
+ * @param beta Shift, one per channel.
+ * @param options ε and a hook for the batch statistics.
+ * @returns `[n, ⌊h/2⌋, ⌊w/2⌋, c]`.
+ */
+export function batchNormReluPoolTraining(
+  x: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  options: BatchNormOptions,
+): tf.Tensor {
+  return kernelBatchNorm(BATCH_NORM_RELU_POOL, BATCH_NORM_RELU_POOL_GRAD, x, gamma, beta, options);
+}
+
+function batchNormReluPoolWasm(args: KernelArgs): tf.TensorInfo[] {
+  const backend = args.backend as WasmHeapBackend;
+  const { x, gamma, beta } = args.inputs as Record<string, tf.TensorInfo>;
+  const epsilon = (args.attrs as { epsilon: number }).epsilon;
+  const [N, H, W, C] = x.shape;
+  const simd = simdKernels(backend)!;
+  const outs = [[N, Math.floor(H / 2), Math.floor(W / 2), C], [C], [C], [C]].map((s) =>
+    backend.makeOutput(s, "float32")
+  );
+  const at = simd.offset;
+  simd.exports.bn_relu_pool_forward(
+    at(x),
+    N,
+    H,
+    W,
+    C,
+    at(gamma),
+    at(beta),
+    epsilon,
+    simd.scratch,
+    ...outs.map(at) as [number, number, number, number],
+  );
+  return [...outs, ...updateMovingWasm(args, outs[1], outs[2])];
+}
+
+function batchNormReluPoolGradWasm(args: KernelArgs): tf.TensorInfo[] {
+  const backend = args.backend as WasmHeapBackend;
+  const { x, dy, gamma, beta, mean, invStd } = args.inputs as Record<string, tf.TensorInfo>;
+  const [N, H, W, C] = x.shape;
+  const simd = simdKernels(backend)!;
+  const outs = [x.shape, [C], [C]].map((s) => backend.makeOutput(s, "float32"));
+  const at = simd.offset;
+  simd.exports.bn_relu_pool_backward(
+    at(x),
+    at(dy),
+    N,
+    H,
+    W,
+    C,
+    at(gamma),
+    at(beta),
+    at(mean),
+    at(invStd),
+    simd.scratch,
+    ...outs.map(at) as [number, number, number],
+  );
+  return outs;
+}
+
+/** Register the batch-norm kernels for the WASM backend. Internal. */
 export function registerBatchNormKernels(): void {
   for (
     const [kernelName, kernelFunc] of [
       [BATCH_NORM_TRAIN, batchNormTrainWasm],
       [BATCH_NORM_TRAIN_GRAD, batchNormTrainGradWasm],
+      [BATCH_NORM_RELU_POOL, batchNormReluPoolWasm],
+      [BATCH_NORM_RELU_POOL_GRAD, batchNormReluPoolGradWasm],
     ] as const
   ) {
     if (tf.getKernel(kernelName, "wasm")) continue;

@@ -5,8 +5,10 @@
  *
  * - batch normalisation is one op with a hand-written gradient (about 20
  *   kernels forward and backward, against about 100 for the layer's own
- *   composition of `moments` and `batchNorm`), and updates the moving
- *   statistics as the layer does;
+ *   composition of `moments` and `batchNorm`, and 2 on WASM), and updates
+ *   the moving statistics as the layer does;
+ * - on WASM, batch norm → ReLU → 2×2 max-pool is one op (see
+ *   `batchNormReluPoolTraining`);
  * - a linear convolution is a plain `conv2d`, whose gradient with respect to
  *   its input is computed only when needed (the layer's fused op always
  *   computes it, even for the first layer, whose input is the image).
@@ -17,7 +19,11 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { batchNormTraining } from "./batch_norm.ts";
+import {
+  batchNormReluPoolTraining,
+  batchNormTraining,
+  canFuseBatchNormReluPool,
+} from "./batch_norm.ts";
 
 /** The parts of a layer's configuration this module reads. */
 interface LayerConfig {
@@ -56,8 +62,70 @@ export function trainingForward(model: tf.LayersModel, x: tf.Tensor): tf.Tensor 
   if (!layers) return model.apply(x, { training: true }) as tf.Tensor;
   return tf.tidy(() => {
     let h = x;
-    for (const layer of layers) h = applyLayer(layer, h);
+    for (let i = 0; i < layers.length; i++) {
+      // Batch norm → ReLU → 2×2 max-pool: one op where the backend has it.
+      if (isBlockTail(layers, i) && canFuseBatchNormReluPool(h.shape)) {
+        h = batchNorm(layers[i], h, batchNormReluPoolTraining);
+        i += 2;
+      } else {
+        h = applyLayer(layers[i], h);
+      }
+    }
     return h;
+  });
+}
+
+/** Whether layers i, i+1, i+2 are a batch norm, a plain ReLU and a 2×2, stride-2 valid max-pool. */
+function isBlockTail(layers: tf.layers.Layer[], i: number): boolean {
+  if (i + 2 >= layers.length || !isBatchNorm(layers[i])) return false;
+  const relu = layers[i + 1], pool = layers[i + 2];
+  const reluConfig = relu.getConfig() as { maxValue?: number | null; activation?: string };
+  const plainRelu = (relu.getClassName() === "ReLU" && reluConfig.maxValue == null) ||
+    (relu.getClassName() === "Activation" && reluConfig.activation === "relu");
+  const poolConfig = pool.getConfig() as {
+    poolSize?: number[];
+    strides?: number[];
+    padding?: string;
+    dataFormat?: string;
+  };
+  return plainRelu && pool.getClassName() === "MaxPooling2D" &&
+    JSON.stringify(poolConfig.poolSize) === "[2,2]" &&
+    JSON.stringify(poolConfig.strides) === "[2,2]" && poolConfig.padding === "valid" &&
+    (poolConfig.dataFormat ?? "channelsLast") === "channelsLast";
+}
+
+/** Whether a layer is a batch norm over the last axis with both γ and β. */
+function isBatchNorm(layer: tf.layers.Layer): boolean {
+  const config = layer.getConfig() as LayerConfig;
+  const weights = layer as unknown as LayerInternals;
+  return layer.getClassName() === "BatchNormalization" && (config.axis ?? -1) === -1 &&
+    config.center !== false && config.scale !== false && !!weights.gamma && !!weights.beta &&
+    !!weights.movingMean && !!weights.movingVariance;
+}
+
+/**
+ * A batch-norm layer in training mode through `op` (which may also apply
+ * what follows it); updates the moving statistics as the layer does:
+ * moving = moving − (moving − batch) × (1 − momentum).
+ */
+function batchNorm(
+  layer: tf.layers.Layer,
+  x: tf.Tensor,
+  op: typeof batchNormTraining,
+): tf.Tensor {
+  const config = layer.getConfig() as LayerConfig;
+  const weights = layer as unknown as Required<LayerInternals>;
+  return op(x, weights.gamma.read(), weights.beta.read(), {
+    epsilon: config.epsilon ?? 1e-3,
+    moving: {
+      mean: weights.movingMean.read(),
+      variance: weights.movingVariance.read(),
+      momentum: config.momentum ?? 0.99,
+      update: (mean, variance) => {
+        weights.movingMean.write(mean);
+        weights.movingVariance.write(variance);
+      },
+    },
   });
 }
 
@@ -93,24 +161,6 @@ function applyLayer(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor {
     if (weights.bias) y = tf.add(y, weights.bias.read());
     return y;
   }
-  if (
-    layer.getClassName() === "BatchNormalization" && (config.axis ?? -1) === -1 &&
-    config.center !== false && config.scale !== false && weights.gamma && weights.beta &&
-    weights.movingMean && weights.movingVariance
-  ) {
-    const stats: tf.Tensor[] = [];
-    const y = batchNormTraining(x, weights.gamma.read(), weights.beta.read(), {
-      epsilon: config.epsilon ?? 1e-3,
-      onStatistics: (mean, variance) => stats.push(tf.keep(mean), tf.keep(variance)),
-    });
-    // As the layer does: moving = moving − (moving − batch) × (1 − momentum).
-    const decay = 1 - (config.momentum ?? 0.99);
-    [weights.movingMean, weights.movingVariance].forEach((moving, i) => {
-      const old = moving.read();
-      moving.write(tf.sub(old, tf.mul(tf.sub(old, stats[i]), decay)));
-    });
-    tf.dispose(stats);
-    return y;
-  }
+  if (isBatchNorm(layer)) return batchNorm(layer, x, batchNormTraining);
   return layer.apply(x, { training: true }) as tf.Tensor;
 }

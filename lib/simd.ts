@@ -50,6 +50,37 @@ export interface SimdExports {
     OH: number,
     OW: number,
   ): void;
+  bn_relu_pool_forward(
+    x: number,
+    N: number,
+    H: number,
+    W: number,
+    C: number,
+    gamma: number,
+    beta: number,
+    epsilon: number,
+    scratch: number,
+    pooled: number,
+    mean: number,
+    variance: number,
+    invStd: number,
+  ): void;
+  bn_relu_pool_backward(
+    x: number,
+    dPooled: number,
+    N: number,
+    H: number,
+    W: number,
+    C: number,
+    gamma: number,
+    beta: number,
+    mean: number,
+    invStd: number,
+    scratch: number,
+    dx: number,
+    dGamma: number,
+    dBeta: number,
+  ): void;
   im2col_t(
     xt: number,
     N: number,
@@ -76,8 +107,8 @@ export interface SimdKernels {
   offset(t: tf.TensorInfo): number;
 }
 
-/** Scratch bytes: per-channel accumulators for up to 512 channels (2 doubles and 3 floats each). */
-export const SCRATCH_BYTES = 512 * 28;
+/** Scratch bytes: per-channel values for up to 512 channels (2 doubles and 5 floats each). */
+export const SCRATCH_BYTES = 512 * 36;
 /** Most channels a kernel may be given (see {@linkcode SCRATCH_BYTES}). */
 export const SIMD_MAX_CHANNELS = 512;
 

@@ -7,7 +7,7 @@ import { onBoth, relativeError } from "./_parity.ts";
 
 // 8 channels run the SIMD kernels, 3 the JavaScript ones.
 for (const channels of [8, 3]) {
-  Deno.test(`batch norm for training on wasm matches cpu with ${channels} channels: output, statistics, gradients`, async () => {
+  Deno.test(`batch norm for training on wasm matches cpu with ${channels} channels: output, statistics, moving statistics, gradients`, async () => {
     const shape = [4, 6, 5, channels];
     const run = () => {
       const x = tf.randomNormal(shape, 0.5, 2, "float32", 1);
@@ -23,10 +23,20 @@ for (const channels of [8, 3]) {
           }),
           weights,
         ));
-      const y = batchNormTraining(x, gamma, beta, { epsilon: 1e-3 });
+      let moving: tf.Tensor[] = [];
+      const y = batchNormTraining(x, gamma, beta, {
+        epsilon: 1e-3,
+        moving: {
+          mean: tf.fill([channels], 0.25),
+          variance: tf.fill([channels], 2),
+          momentum: 0.9,
+          update: (m, v) => moving = [tf.keep(m), tf.keep(v)],
+        },
+      });
       const [dx, dGamma, dBeta] = tf.grads(f)([x, gamma, beta]);
-      const all = tf.concat([y, dx, dGamma, dBeta, ...stats].map((t) => t.flatten()));
-      tf.dispose(stats);
+      assert.equal(moving.length, 2, "moving statistics updated");
+      const all = tf.concat([y, dx, dGamma, dBeta, ...stats, ...moving].map((t) => t.flatten()));
+      tf.dispose([...stats, ...moving]);
       return all;
     };
     const [cpu, wasm] = await onBoth(run);

@@ -5,7 +5,9 @@
  *
  * Images per second = images per iteration / time per iteration:
  * inference batch 1 → 1 image, batch 1000 → 1000 images; a training step at
- * batch 64 or 256 → that many images. Shader compilation and kernel set-up
+ * batch 64 or 256 → that many images. A training step is the one `train`
+ * takes: in this thread on each backend, and, as `train` does on wasm by
+ * default, split between 2 data-parallel workers. Shader compilation and kernel set-up
  * happen in the warm-up iterations, outside the timed ones.
  *
  * Run: `deno task bench` (the cpu and software-webgpu training rows take a
@@ -13,7 +15,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, selectBackend } from "../lib/backend.ts";
+import { FlatAdam } from "../lib/adam.ts";
+import { trainingForward } from "../lib/forward.ts";
+import { smoothedCrossEntropy } from "../lib/loss.ts";
 import { type Classifier, createModel, layersModelOf } from "../lib/model.ts";
+import { GradientWorkers, readFlat, type Shard } from "../lib/parallel.ts";
 
 const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
 const backends: BackendName[] = adapter ? ["webgpu", "wasm", "cpu"] : ["wasm", "cpu"];
@@ -31,16 +37,27 @@ async function modelOn(backend: BackendName): Promise<Classifier> {
   return model;
 }
 
-/** One Adam step of the default recipe's loss on `batch` images. */
+/** One Adam step of the default recipe's loss on `batch` images, in this thread, as `train` takes it. */
 function trainStep(model: Classifier, optimizer: tf.Optimizer, batch: number): tf.Scalar {
   const net = layersModelOf(model);
   return optimizer.minimize(() =>
     tf.tidy(() => {
       const x = tf.tensor4d(images.subarray(0, batch * 784), [batch, 28, 28, 1]);
-      const y = tf.oneHot(tf.tensor1d(labels.subarray(0, batch), "int32"), 10);
-      return tf.losses.softmaxCrossEntropy(y, net.apply(x, { training: true }) as tf.Tensor)
-        .asScalar();
+      const y = tf.tensor1d(labels.subarray(0, batch), "int32");
+      return smoothedCrossEntropy(trainingForward(net, x), y, 0.1).mean().asScalar();
     }), true)!;
+}
+
+/** Shards of `batch` images for `workers` data-parallel workers. */
+function shards(batch: number, workers: number): Shard[] {
+  return Array.from({ length: workers }, (_, w) => {
+    const from = (w * batch) / workers, to = ((w + 1) * batch) / workers;
+    return {
+      pixels: images.slice(from * 784, to * 784),
+      labels: Int32Array.from(labels.subarray(from, to)),
+      augment: null,
+    };
+  });
 }
 
 for (const backend of backends) {
@@ -81,4 +98,32 @@ for (const backend of backends) {
       },
     });
   }
+}
+
+// What `train` does on wasm by default: each batch split between 2 workers,
+// each with its own wasm backend; their gradients averaged, one Adam step here.
+for (const batch of [64, 256]) {
+  let pool: GradientWorkers | undefined, params: Float32Array, state: Float32Array;
+  let adam: FlatAdam;
+  Deno.bench({
+    name: "wasm, 2 workers: training step, batch " + batch,
+    group: `training batch ${batch}`,
+    n: 20,
+    warmup: 3,
+    async fn(b) {
+      if (!pool) {
+        const net = layersModelOf(await modelOn("wasm"));
+        pool = await GradientWorkers.start(2, net, 0.1);
+        params = readFlat(net.trainableWeights);
+        state = readFlat(net.nonTrainableWeights);
+        adam = new FlatAdam(params.length);
+      }
+      const parts = shards(batch, 2);
+      b.start();
+      const result = await pool.step(params, state, parts);
+      adam.step(params, result.gradients, 0.001);
+      state = result.state;
+      b.end();
+    },
+  });
 }

@@ -25,6 +25,8 @@ Options:
   --mini-epochs K    split the pass into K chunks with their own schedule (default 1)
   --hard-examples F  re-present the highest-loss examples for this fraction of
                      the pass, within the same budget (default 0.1)
+  --workers N        data-parallel wasm workers, 0 for this thread only
+                     (default 2 on wasm, 0 on webgpu and cpu)
   --no-augment       do not augment training batches (default: mild
                      augmentation whose strength decays to 0 over the run)
   --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny)
@@ -121,6 +123,7 @@ async function trainCommand(args: string[]): Promise<number> {
       preset: { type: "string" },
       "mini-epochs": { type: "string" },
       "hard-examples": { type: "string" },
+      workers: { type: "string" },
       "no-augment": { type: "boolean" },
       backend: { type: "string" },
       "data-dir": { type: "string" },
@@ -144,6 +147,9 @@ async function trainCommand(args: string[]): Promise<number> {
     throw new UsageError(`--lr expects a positive number, got "${values.lr}"`);
   }
   const miniEpochs = integer("mini-epochs", values["mini-epochs"], 1);
+  const workers = values.workers === undefined
+    ? undefined
+    : integer("workers", values.workers, 0, 0);
   const hardExamples = values["hard-examples"] === undefined
     ? undefined
     : Number(values["hard-examples"]);
@@ -186,6 +192,7 @@ async function trainCommand(args: string[]): Promise<number> {
     seed,
     miniEpochs,
     hardExamples,
+    workers,
     augment: values["no-augment"] ? false : MILD_AUGMENTATION,
     onBatchEnd: progressReporter(Deno.stderr.isTerminal()),
     onEpochEnd: (e) =>
@@ -198,7 +205,9 @@ async function trainCommand(args: string[]): Promise<number> {
   say(
     `trained ${result.images} images in ${result.seconds.toFixed(1)} s (${
       result.imagesPerSecond.toFixed(0)
-    } img/s)`,
+    } img/s, ${
+      result.workers ? `${result.workers} data-parallel wasm workers` : `on ${selection.name}`
+    })`,
   );
 
   const evaluation = await evaluate(model, data.test);
@@ -228,6 +237,7 @@ async function trainCommand(args: string[]): Promise<number> {
       seed,
       trainSeconds: result.seconds,
       warmupSeconds: result.warmupSeconds,
+      workers: result.workers,
       hardPresentations: result.hardPresentations,
       imagesPerSecond: result.imagesPerSecond,
       testAccuracy: evaluation.accuracy,

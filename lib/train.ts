@@ -183,8 +183,13 @@ export interface TrainResult {
   hardPresentations: number;
   /** Distinct training images presented at least once. */
   distinctImages: number;
-  /** Seconds of the first step (shader compilation, kernel set-up), included in `seconds`. */
+  /**
+   * Seconds of the first step (shader compilation, kernel set-up, starting
+   * the workers), included in `seconds`.
+   */
   warmupSeconds: number;
+  /** Data-parallel workers that trained (0: this thread, on the active backend). */
+  workers: number;
 }
 
 /**
@@ -535,5 +540,6 @@ export async function train(
     hardPresentations,
     distinctImages: timesSeen.reduce((a, t) => a + (t > 0 ? 1 : 0), 0),
     warmupSeconds,
+    workers,
   };
 }

@@ -26,6 +26,8 @@ for (
       'error: --dataset expects one of mnist, fashion-mnist, got "cifar" (see --help)',
     ],
     [["--lr=-1"], 'error: --lr expects a positive number, got "-1" (see --help)'],
+    [["--workers", "-1"], "error: Option '--workers' argument is ambiguous. (see --help)"],
+    [["--workers=1.5"], 'error: --workers expects an integer ≥ 0, got "1.5" (see --help)'],
     [["--lr", "-1"], "error: Option '--lr' argument is ambiguous. (see --help)"],
     [
       ["--bogus"],

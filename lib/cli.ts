@@ -21,10 +21,10 @@ set and save it as <out>/mnist_model_YYYYMMDD_HHMMSS.
 Options:
   --epochs N         passes over the 60,000 training images (default 1)
   --batch-size N     images per step (default 64)
-  --lr X             peak learning rate of the one-cycle schedule (default 0.02)
+  --lr X             peak learning rate of the one-cycle schedule (default 0.03)
   --mini-epochs K    split the pass into K chunks with their own schedule (default 1)
   --hard-examples F  re-present the highest-loss examples for this fraction of
-                     the pass, within the same budget (default 0.1)
+                     the pass, within the same budget (default 0.15)
   --workers N        data-parallel wasm workers, 0 for this thread only
                      (default 2 on wasm, 0 on webgpu and cpu)
   --no-augment       do not augment training batches (default: mild

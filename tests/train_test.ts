@@ -47,8 +47,8 @@ for (const [backend, count] of [["wasm", 256], ["cpu", 64]] as const) {
     });
     assert.equal(tf.memory().numTensors, before, "tensors after training");
     assert.equal(result.images, 2 * count);
-    // Default recipe: per epoch 90% fresh (ceil(0.9n / batch) = 8 steps) and
-    // 10% difficult examples (1 step).
+    // Default recipe: per epoch 85% fresh (ceil(0.85n / batch) = 7 steps) and
+    // 15% difficult examples (2 steps).
     assert.equal(batches.length, 18);
     assert.ok(
       result.epochs[1].loss < result.epochs[0].loss,

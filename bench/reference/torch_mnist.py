@@ -65,7 +65,7 @@ def main():
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--preset", default="tiny", choices=["tiny", "seed"])
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--lr", type=float, default=0.03)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()

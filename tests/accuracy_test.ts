@@ -1,8 +1,8 @@
 /**
  * The product's promise, on the real MNIST: one pass over the 60,000 training
- * images with the default recipe and seed on the wasm backend (deterministic
- * there), then the 10,000 test images. One training run serves every
- * assertion here (it takes a minute or two).
+ * images with the default recipe and seed on the wasm backend (2 data-parallel
+ * workers by default; deterministic there), then the 10,000 test images. One
+ * training run serves every assertion here (it takes under a minute).
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";

@@ -10,6 +10,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { AugmentOptions } from "./augment.ts";
+import { BackendError } from "./backend.ts";
 
 /** A message from the trainer to a worker. Internal. */
 export type WorkerRequest =
@@ -88,20 +89,18 @@ export function readFlat(weights: LayerWeight[]): Float32Array {
 
 /** Set layer weights from one flat `Float32Array` (as made by {@linkcode readFlat}). Internal. */
 export function writeFlat(weights: LayerWeight[], flat: Float32Array): void {
+  const sizes = weights.map((w) => (w.shape as number[]).reduce((p, d) => p * d, 1));
+  const total = sizes.reduce((a, n) => a + n, 0);
+  if (total !== flat.length) {
+    throw new RangeError(`Cannot set weights: expected ${total} values, got ${flat.length}`);
+  }
   let offset = 0;
-  for (const w of weights) {
-    const shape = w.shape as number[];
-    const n = shape.reduce((p, d) => p * d, 1);
-    const value = tf.tensor(flat.subarray(offset, offset + n), shape);
+  weights.forEach((w, i) => {
+    const value = tf.tensor(flat.subarray(offset, offset + sizes[i]), w.shape as number[]);
     w.write(value);
     value.dispose();
-    offset += n;
-  }
-  if (offset !== flat.length) {
-    throw new RangeError(
-      `Cannot set weights: expected ${offset} values, got ${flat.length}`,
-    );
-  }
+    offset += sizes[i];
+  });
 }
 
 /** A pool of gradient workers, one shard of each batch per worker. Internal. */
@@ -190,14 +189,14 @@ function call(worker: Worker, request: WorkerRequest): Promise<WorkerReply> {
     worker.onmessage = (event: MessageEvent<WorkerReply>) => {
       const reply = event.data;
       if (reply.type === "error") {
-        reject(new Error(`Cannot train in a worker: ${reply.message}`));
+        reject(new BackendError(`Cannot train in a worker: ${reply.message}`));
       } else {
         resolve(reply);
       }
     };
     worker.onerror = (event) => {
       event.preventDefault();
-      reject(new Error(`Cannot train in a worker: ${event.message}`));
+      reject(new BackendError(`Cannot train in a worker: ${event.message}`));
     };
     worker.postMessage(request);
   });

@@ -74,7 +74,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
     }
   } catch (error) {
     self.postMessage(
-      { type: "error", message: (error as Error)?.stack ?? String(error) } satisfies WorkerReply,
+      { type: "error", message: (error as Error)?.message ?? String(error) } satisfies WorkerReply,
     );
   }
 };

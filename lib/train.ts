@@ -264,16 +264,19 @@ export function checkLabelled(data: LabelledImages, action: string): number {
 }
 
 /**
- * Train a classifier in place. The whole training set is uploaded to the
- * backend once; each batch is gathered there, so nothing but the batch
- * indices crosses to the device per step, and the loss is read back only
- * every `lossEvery` batches.
+ * Train a classifier in place. On wasm each batch is split between data-
+ * parallel workers (see {@linkcode TrainOptions.workers}), which augment
+ * their shards and return gradients; this thread applies one Adam update per
+ * batch. Otherwise training runs in this thread on the active backend:
+ * without augmentation the training set is uploaded once and each batch is
+ * gathered there, and the loss is read back only every `lossEvery` batches.
  *
  * @param model A classifier from `createModel` or `loadModel`.
  * @param data The training images and labels.
  * @param options Recipe and callbacks.
  * @returns Timing and per-epoch loss.
  * @throws {RangeError} For invalid options or inconsistent data.
+ * @throws {BackendError} When a data-parallel worker cannot start or fails.
  *
  * @example Train briefly on random images
  * ```ts

@@ -90,7 +90,8 @@ Deno.test("two workers' gradients, weighted by shard size, are the whole batch's
       pool.step(readFlat(net.trainableWeights), new Float32Array(0), [
         { ...shards[0], pixels: shards[0].pixels.subarray(0, 784) },
       ]),
-      (error: Error) => error.message.startsWith("Cannot train in a worker: "),
+      (error: Error) =>
+        error.name === "BackendError" && error.message.startsWith("Cannot train in a worker: "),
     );
   } finally {
     pool.close();

@@ -58,9 +58,11 @@ const sets: Record<string, { seeds: string; variants: [string, TrainOptions][] }
       [0.03, 0.15],
       [0.03, 0.2],
       [0.04, 0.15],
-    ] as const).map(([learningRate, hardExamples, labelSmoothing = 0.1]) => [
-      `lr ${learningRate}, difficult ${hardExamples}, smoothing ${labelSmoothing}`,
-      { learningRate, hardExamples, labelSmoothing },
+      [0.045, 0.15, 0.1, 128],
+      [0.06, 0.15, 0.1, 128],
+    ] as const).map(([learningRate, hardExamples, labelSmoothing = 0.1, batchSize = 64]) => [
+      `lr ${learningRate}, difficult ${hardExamples}, smoothing ${labelSmoothing}, batch ${batchSize}`,
+      { learningRate, hardExamples, labelSmoothing, batchSize },
     ]),
   },
 };

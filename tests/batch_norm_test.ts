@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { batchNormTraining } from "../lib/batch_norm.ts";
+import {
+  batchNormReluPoolTraining,
+  batchNormTraining,
+  canFuseBatchNormReluPool,
+} from "../lib/batch_norm.ts";
 import { selectBackend } from "../lib/backend.ts";
 import { simdKernels } from "../lib/simd.ts";
 import { onBoth, relativeError } from "./_parity.ts";
@@ -50,4 +54,62 @@ Deno.test("the SIMD module binds to the wasm backend only", async () => {
   assert.notEqual(simdKernels(tf.backend()), null);
   await selectBackend("cpu");
   assert.equal(simdKernels(tf.backend()), null);
+});
+
+// 7×7 leaves a row and a column outside every pooling window; 4 and 8 channels run SIMD.
+for (const shape of [[3, 8, 8, 4], [2, 7, 7, 8]]) {
+  Deno.test(`batch norm + ReLU + 2×2 max-pool as one op on wasm matches the three ops on cpu: ${shape}`, async () => {
+    const channels = shape[3];
+    const fusedOn: string[] = [];
+    const run = () => {
+      const x = tf.randomNormal(shape, 0.3, 1.5, "float32", 5);
+      // One negative scale: the largest normalised value is then the smallest input.
+      const gamma = tf.tensor1d(
+        Array.from({ length: channels }, (_, c) => (c === 1 ? -0.8 : 1 + c / 10)),
+      );
+      const beta = tf.randomNormal([channels], 0, 0.3, "float32", 7);
+      let moving: tf.Tensor[] = [];
+      const options = {
+        epsilon: 1e-3,
+        moving: {
+          mean: tf.zeros([channels]),
+          variance: tf.ones([channels]),
+          momentum: 0.9,
+          update: (m: tf.Tensor, v: tf.Tensor) => moving = [tf.keep(m), tf.keep(v)],
+        },
+      };
+      const fused = canFuseBatchNormReluPool(shape);
+      if (fused) fusedOn.push(tf.getBackend());
+      const op = (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) =>
+        fused ? batchNormReluPoolTraining(x, gamma, beta, options) : tf.maxPool(
+          tf.relu(batchNormTraining(x, gamma, beta, options)) as tf.Tensor4D,
+          2,
+          2,
+          "valid",
+        );
+      const y = op(x, gamma, beta);
+      const weights = tf.randomNormal(y.shape, 0, 1, "float32", 8);
+      const [dx, dGamma, dBeta] = tf.grads((x, g, b) => tf.sum(tf.mul(op(x, g, b), weights)))([
+        x,
+        gamma,
+        beta,
+      ]);
+      const all = tf.concat([y, dx, dGamma, dBeta, ...moving].map((t) => t.flatten()));
+      tf.dispose(moving);
+      return all;
+    };
+    const [cpu, wasm] = await onBoth(run);
+    assert.deepEqual([...new Set(fusedOn)], ["wasm"], "the fused op ran on wasm only");
+    assert.ok(relativeError(cpu, wasm) < 1e-5, `relative error ${relativeError(cpu, wasm)}`);
+    assert.ok(wasm.some((v) => v !== 0), "a comparison of zeros would prove nothing");
+  });
+}
+
+Deno.test("Identity on wasm shares memory: a clone outlives its source with the same values", async () => {
+  await selectBackend("wasm");
+  const x = tf.tensor1d([1, 2, 3]);
+  const y = tf.clone(x);
+  x.dispose();
+  assert.deepEqual(Array.from(await y.data()), [1, 2, 3]);
+  y.dispose();
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build kernels/simd.c into lib/simd_binary.ts (the module as base64).
-# Needs LLVM 14's clang and lld (Debian 12: apt-get install clang lld; Ubuntu:
-# clang-14 lld-14): another version gives other bytes, and --check fails.
+# Needs LLVM 14 (clang, lld, llvm-objdump; Debian 12: apt-get install clang lld llvm; Ubuntu:
+# clang-14 lld-14 llvm-14): another version gives other bytes, and --check fails.
 #   bash kernels/build.sh          write lib/simd_binary.ts
 #   bash kernels/build.sh --check  fail if lib/simd_binary.ts differs from a fresh build
 set -euo pipefail

@@ -58,7 +58,7 @@ export interface SelectBackendOptions {
   gpu?: GpuLike | null;
   /**
    * Whether `"auto"` may pick a software fallback adapter (such as Mesa's
-   * llvmpipe). Off by default: on a CPU the WASM backend trains ~3× faster
+   * llvmpipe). Off by default: on a CPU the WASM backend trains over 10× faster
    * than WebGPU emulated in software. Asking for `"webgpu"` by name always
    * accepts one.
    * @default {false}

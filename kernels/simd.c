@@ -13,6 +13,32 @@
 
 static inline v128_t high_half(v128_t v) { return wasm_i32x4_shuffle(v, v, 2, 3, 0, 1); }
 
+// acc[0..3] += the four floats of v, in double precision.
+static inline void accumulate(double* acc, v128_t v) {
+  wasm_v128_store(acc, wasm_f64x2_add(wasm_v128_load(acc), wasm_f64x2_promote_low_f32x4(v)));
+  wasm_v128_store(acc + 2, wasm_f64x2_add(wasm_v128_load(acc + 2),
+                                          wasm_f64x2_promote_low_f32x4(high_half(v))));
+}
+
+// Per lane, which value of a 2×2 window (a b / c d) is the largest, the first
+// in reading order on ties: one all-ones mask per position, exactly one set.
+typedef struct { v128_t a, b, c, d; } window_masks;
+static inline __attribute__((always_inline)) window_masks largest_of_window(v128_t a, v128_t b,
+                                                                           v128_t c, v128_t d) {
+  v128_t mb = wasm_f32x4_gt(b, a);
+  v128_t best = wasm_v128_bitselect(b, a, mb);
+  v128_t mc = wasm_f32x4_gt(c, best);
+  best = wasm_v128_bitselect(c, best, mc);
+  v128_t md = wasm_f32x4_gt(d, best);
+  v128_t later = wasm_v128_or(mc, md);
+  return (window_masks){
+    .a = wasm_v128_not(wasm_v128_or(mb, later)),
+    .b = wasm_v128_andnot(mb, later),
+    .c = wasm_v128_andnot(mc, md),
+    .d = md,
+  };
+}
+
 // Per-channel statistics of x into scratch (sum, squares as doubles), then
 // mean, variance, 1/std, and z = x·scale + shift = γ x̂ + β's scale and shift.
 static void channel_stats(const float* x, int rows, int C, const float* gamma, const float* beta,
@@ -25,8 +51,7 @@ static void channel_stats(const float* x, int rows, int C, const float* gamma, c
     for (int c = 0; c < C; c += 4) {
       v128_t v = wasm_v128_load(row + c);
       v128_t lo = wasm_f64x2_promote_low_f32x4(v), hi = wasm_f64x2_promote_low_f32x4(high_half(v));
-      wasm_v128_store(sums + c, wasm_f64x2_add(wasm_v128_load(sums + c), lo));
-      wasm_v128_store(sums + c + 2, wasm_f64x2_add(wasm_v128_load(sums + c + 2), hi));
+      accumulate(sums + c, v);
       wasm_v128_store(squares + c, wasm_f64x2_add(wasm_v128_load(squares + c), wasm_f64x2_mul(lo, lo)));
       wasm_v128_store(squares + c + 2,
                       wasm_f64x2_add(wasm_v128_load(squares + c + 2), wasm_f64x2_mul(hi, hi)));
@@ -80,13 +105,8 @@ void bn_backward(const float* dy, const float* xhat, int rows, int C, const floa
     const int o = r * C;
     for (int c = 0; c < C; c += 4) {
       v128_t d = wasm_v128_load(dy + o + c);
-      v128_t dh = wasm_f32x4_mul(d, wasm_v128_load(xhat + o + c));
-      wasm_v128_store(sum_dy + c, wasm_f64x2_add(wasm_v128_load(sum_dy + c), wasm_f64x2_promote_low_f32x4(d)));
-      wasm_v128_store(sum_dy + c + 2, wasm_f64x2_add(wasm_v128_load(sum_dy + c + 2),
-                                                     wasm_f64x2_promote_low_f32x4(high_half(d))));
-      wasm_v128_store(sum_dyh + c, wasm_f64x2_add(wasm_v128_load(sum_dyh + c), wasm_f64x2_promote_low_f32x4(dh)));
-      wasm_v128_store(sum_dyh + c + 2, wasm_f64x2_add(wasm_v128_load(sum_dyh + c + 2),
-                                                      wasm_f64x2_promote_low_f32x4(high_half(dh))));
+      accumulate(sum_dy + c, d);
+      accumulate(sum_dyh + c, wasm_f32x4_mul(d, wasm_v128_load(xhat + o + c)));
     }
   }
   for (int c = 0; c < C; c++) {
@@ -125,17 +145,12 @@ void max_pool_grad_2x2(const float* x, const float* dy, float* dx, int batch, in
           const int ia = i00 + c, ib = ia + C, ic = ia + row, id = ic + C;
           v128_t a = wasm_v128_load(x + ia), b = wasm_v128_load(x + ib);
           v128_t cc = wasm_v128_load(x + ic), d = wasm_v128_load(x + id);
-          v128_t mb = wasm_f32x4_gt(b, a);
-          v128_t best = wasm_v128_bitselect(b, a, mb);
-          v128_t mc = wasm_f32x4_gt(cc, best);
-          best = wasm_v128_bitselect(cc, best, mc);
-          v128_t md = wasm_f32x4_gt(d, best);
+          const window_masks w = largest_of_window(a, b, cc, d);
           v128_t v = wasm_v128_load(g + c);
-          v128_t later = wasm_v128_or(mc, md);
-          wasm_v128_store(dx + id, wasm_v128_and(v, md));
-          wasm_v128_store(dx + ic, wasm_v128_andnot(wasm_v128_and(v, mc), md));
-          wasm_v128_store(dx + ib, wasm_v128_andnot(wasm_v128_and(v, mb), later));
-          wasm_v128_store(dx + ia, wasm_v128_andnot(v, wasm_v128_or(mb, later)));
+          wasm_v128_store(dx + ia, wasm_v128_and(v, w.a));
+          wasm_v128_store(dx + ib, wasm_v128_and(v, w.b));
+          wasm_v128_store(dx + ic, wasm_v128_and(v, w.c));
+          wasm_v128_store(dx + id, wasm_v128_and(v, w.d));
         }
       }
     }
@@ -253,33 +268,20 @@ void bn_relu_pool_backward(const float* x, const float* dpooled, int N, int H, i
           v128_t zb = wasm_f32x4_add(wasm_f32x4_mul(xb, s), t);
           v128_t zc = wasm_f32x4_add(wasm_f32x4_mul(xc, s), t);
           v128_t zd = wasm_f32x4_add(wasm_f32x4_mul(xd, s), t);
-          v128_t mb = wasm_f32x4_gt(zb, za);
-          v128_t best = wasm_v128_bitselect(zb, za, mb);
-          v128_t mc = wasm_f32x4_gt(zc, best);
-          best = wasm_v128_bitselect(zc, best, mc);
-          v128_t md = wasm_f32x4_gt(zd, best);
-          best = wasm_v128_bitselect(zd, best, md);
+          const window_masks w = largest_of_window(za, zb, zc, zd);
+          v128_t best = wasm_f32x4_max(wasm_f32x4_max(za, zb), wasm_f32x4_max(zc, zd));
           // ReLU: nothing flows back where the window's largest z is ≤ 0.
           v128_t v = wasm_v128_and(wasm_v128_load(g + c), wasm_f32x4_gt(best, zero));
-          v128_t later = wasm_v128_or(mc, md);
-          v128_t wa = wasm_v128_andnot(v, wasm_v128_or(mb, later));
-          v128_t wb = wasm_v128_andnot(wasm_v128_and(v, mb), later);
-          v128_t wc = wasm_v128_andnot(wasm_v128_and(v, mc), md);
-          v128_t wd = wasm_v128_and(v, md);
-          wasm_v128_store(dx + ia, wa);
-          wasm_v128_store(dx + ib, wb);
-          wasm_v128_store(dx + ic, wc);
-          wasm_v128_store(dx + id, wd);
+          wasm_v128_store(dx + ia, wasm_v128_and(v, w.a));
+          wasm_v128_store(dx + ib, wasm_v128_and(v, w.b));
+          wasm_v128_store(dx + ic, wasm_v128_and(v, w.c));
+          wasm_v128_store(dx + id, wasm_v128_and(v, w.d));
           // The winner's x̂ = (z − β)/γ would divide by γ: use (x − μ)·r instead.
+          v128_t xw = wasm_v128_or(wasm_v128_or(wasm_v128_and(xa, w.a), wasm_v128_and(xb, w.b)),
+                                   wasm_v128_or(wasm_v128_and(xc, w.c), wasm_v128_and(xd, w.d)));
           v128_t m = wasm_v128_load(mean + c), r = wasm_v128_load(inv_std + c);
-          v128_t xw = wasm_v128_bitselect(xd, wasm_v128_bitselect(xc, wasm_v128_bitselect(xb, xa, mb), mc), md);
-          v128_t dzh = wasm_f32x4_mul(v, wasm_f32x4_mul(wasm_f32x4_sub(xw, m), r));
-          wasm_v128_store(sum_dz + c, wasm_f64x2_add(wasm_v128_load(sum_dz + c), wasm_f64x2_promote_low_f32x4(v)));
-          wasm_v128_store(sum_dz + c + 2, wasm_f64x2_add(wasm_v128_load(sum_dz + c + 2),
-                                                         wasm_f64x2_promote_low_f32x4(high_half(v))));
-          wasm_v128_store(sum_dzh + c, wasm_f64x2_add(wasm_v128_load(sum_dzh + c), wasm_f64x2_promote_low_f32x4(dzh)));
-          wasm_v128_store(sum_dzh + c + 2, wasm_f64x2_add(wasm_v128_load(sum_dzh + c + 2),
-                                                          wasm_f64x2_promote_low_f32x4(high_half(dzh))));
+          accumulate(sum_dz + c, v);
+          accumulate(sum_dzh + c, wasm_f32x4_mul(v, wasm_f32x4_mul(wasm_f32x4_sub(xw, m), r)));
         }
       }
     }

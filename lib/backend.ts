@@ -270,7 +270,8 @@ async function selfCheck(): Promise<number> {
   return Number.isFinite(max) ? max : Infinity;
 }
 
-type KernelArgs = {
+/** What TensorFlow.js passes a kernel function. Internal. */
+export type KernelArgs = {
   inputs: tf.NamedTensorInfoMap;
   backend: tf.KernelBackend;
   attrs?: tf.NamedAttrMap;
@@ -520,7 +521,7 @@ function maxPoolGradWasm(args: KernelArgs): tf.TensorInfo {
   const top = info.padInfo.top, left = info.padInfo.left;
   const inside = 2 * OH <= H && 2 * OW <= W; // every window within the input
   if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && inside) {
-    const simd = C % 4 === 0 ? simdKernels(backend) : null;
+    const simd = simdKernels(backend, C);
     if (simd) {
       const at = simd.offset;
       simd.exports.max_pool_grad_2x2(at(x), at(dy), at(out), batchSize, H, W, C, OH, OW);

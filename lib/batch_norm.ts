@@ -10,8 +10,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import type { WasmHeapBackend } from "./backend.ts";
-import { SIMD_MAX_CHANNELS, simdKernels } from "./simd.ts";
+import type { KernelArgs, WasmHeapBackend } from "./backend.ts";
+import { simdKernels } from "./simd.ts";
 
 /**
  * Name of the forward kernel: inputs `x`, `gamma`, `beta` (and `movingMean`,
@@ -82,11 +82,11 @@ export function batchNormTraining(
   beta: tf.Tensor,
   options: BatchNormOptions,
 ): tf.Tensor {
-  const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
-  const n = x.size / x.shape[x.rank - 1];
   if (tf.getKernel(BATCH_NORM_TRAIN, tf.getBackend())) {
     return kernelBatchNorm(BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, x, gamma, beta, options);
   }
+  const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
+  const n = x.size / x.shape[x.rank - 1];
   const op = tf.customGrad((x, gamma, beta, save) => {
     const mean = tf.mean(x as tf.Tensor, axes);
     const centered = tf.sub(x as tf.Tensor, mean);
@@ -169,12 +169,6 @@ function kernelBatchNorm(
   return op(x, gamma, beta);
 }
 
-type KernelArgs = {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-  attrs?: tf.NamedAttrMap;
-};
-
 /** Forward pass on the WASM heap: one pass for the statistics, one for the outputs. */
 function batchNormTrainWasm(args: KernelArgs): tf.TensorInfo[] {
   const [y, normalised, mean, variance, invStd] = batchNormTrainStatsWasm(args);
@@ -211,7 +205,7 @@ function batchNormTrainStatsWasm(args: KernelArgs): tf.TensorInfo[] {
   const epsilon = (args.attrs as { epsilon: number }).epsilon;
   const C = x.shape[x.shape.length - 1], size = tf.util.sizeFromShape(x.shape), n = size / C;
   const outs = [x.shape, x.shape, [C], [C], [C]].map((s) => backend.makeOutput(s, "float32"));
-  const simd = C % 4 === 0 && C <= SIMD_MAX_CHANNELS ? simdKernels(backend) : null;
+  const simd = simdKernels(backend, C);
   if (simd) {
     const at = simd.offset;
     simd.exports.bn_forward(
@@ -240,17 +234,14 @@ function batchNormTrainStatsWasm(args: KernelArgs): tf.TensorInfo[] {
   const [y, xhat, mean, variance, invStd] = outs.map((t) =>
     backend.typedArrayFromHeap(t) as Float32Array
   );
-  const scale = new Float32Array(C), shift = new Float32Array(C);
   for (let c = 0; c < C; c++) {
     mean[c] = sum[c] / n;
     variance[c] = Math.max(0, squares[c] / n - (sum[c] / n) ** 2);
     invStd[c] = 1 / Math.sqrt(variance[c] + epsilon);
-    scale[c] = invStd[c];
-    shift[c] = -mean[c] * invStd[c];
   }
   for (let i = 0; i < size; i += C) {
     for (let c = 0; c < C; c++) {
-      const h = xs[i + c] * scale[c] + shift[c];
+      const h = (xs[i + c] - mean[c]) * invStd[c];
       xhat[i + c] = h;
       y[i + c] = h * g[c] + b[c];
     }
@@ -264,7 +255,7 @@ function batchNormTrainGradWasm(args: KernelArgs): tf.TensorInfo[] {
   const { dy, normalised, gamma, invStd } = args.inputs as Record<string, tf.TensorInfo>;
   const C = dy.shape[dy.shape.length - 1], size = tf.util.sizeFromShape(dy.shape), n = size / C;
   const outs = [dy.shape, [C], [C]].map((s) => backend.makeOutput(s, "float32"));
-  const simd = C % 4 === 0 && C <= SIMD_MAX_CHANNELS ? simdKernels(backend) : null;
+  const simd = simdKernels(backend, C);
   if (simd) {
     const at = simd.offset;
     simd.exports.bn_backward(
@@ -312,11 +303,9 @@ function batchNormTrainGradWasm(args: KernelArgs): tf.TensorInfo[] {
  * last, a multiple of 4 of them. Internal.
  */
 export function canFuseBatchNormReluPool(shape: readonly number[]): boolean {
-  const C = shape[shape.length - 1];
-  return shape.length === 4 && C % 4 === 0 && C <= SIMD_MAX_CHANNELS &&
-    shape[1] >= 2 && shape[2] >= 2 &&
+  return shape.length === 4 && shape[1] >= 2 && shape[2] >= 2 &&
     tf.getKernel(BATCH_NORM_RELU_POOL, tf.getBackend()) !== undefined &&
-    simdKernels(tf.backend()) !== null;
+    simdKernels(tf.backend(), shape[3]) !== null;
 }
 
 /**

@@ -74,10 +74,14 @@ export interface ParallelStep {
 
 type LayerWeight = tf.LayerVariable;
 
+/** Number of values in a layer weight. */
+function sizeOf(w: LayerWeight): number {
+  return tf.util.sizeFromShape(w.shape as number[]);
+}
+
 /** Concatenate the values of layer weights into one `Float32Array`. Internal. */
 export function readFlat(weights: LayerWeight[]): Float32Array {
-  const size = weights.reduce((a, w) => a + (w.shape as number[]).reduce((p, d) => p * d, 1), 0);
-  const flat = new Float32Array(size);
+  const flat = new Float32Array(weights.reduce((a, w) => a + sizeOf(w), 0));
   let offset = 0;
   for (const w of weights) {
     const values = w.read().dataSync() as Float32Array;
@@ -89,7 +93,7 @@ export function readFlat(weights: LayerWeight[]): Float32Array {
 
 /** Set layer weights from one flat `Float32Array` (as made by {@linkcode readFlat}). Internal. */
 export function writeFlat(weights: LayerWeight[], flat: Float32Array): void {
-  const sizes = weights.map((w) => (w.shape as number[]).reduce((p, d) => p * d, 1));
+  const sizes = weights.map(sizeOf);
   const total = sizes.reduce((a, n) => a + n, 0);
   if (total !== flat.length) {
     throw new RangeError(`Cannot set weights: expected ${total} values, got ${flat.length}`);

@@ -18,13 +18,14 @@ import { IMAGE_SIZE } from "./model.ts";
 import { readFlat, type WorkerReply, type WorkerRequest, writeFlat } from "./parallel.ts";
 
 let net: tf.LayersModel | undefined;
+/** The replica's trainable variables, in `trainableWeights` order (the same objects every step). */
+let vars: tf.Variable[] = [];
 let smoothing = 0;
 
 function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
   const model = net!;
   writeFlat(model.trainableWeights, request.params);
   writeFlat(model.nonTrainableWeights, request.state);
-  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const pixels = request.augment
     ? augmentBatch(request.pixels, request.augment.options, createRng(request.augment.seed))
     : request.pixels;
@@ -58,6 +59,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       net = await tf.models.modelFromJSON({
         modelTopology: request.topology as tf.io.ModelJSON["modelTopology"],
       });
+      vars = net.trainableWeights.map((w) => w.read() as tf.Variable);
       smoothing = request.smoothing;
       self.postMessage({ type: "ready" } satisfies WorkerReply);
     } else {

@@ -125,12 +125,16 @@ let compiled: WebAssembly.Module | null | undefined;
 
 /**
  * The SIMD kernels for a WASM backend, or `null` when they cannot run there
- * (no WebAssembly SIMD, or a backend whose memory is not reachable).
+ * (no WebAssembly SIMD, a backend whose memory is not reachable, or, when
+ * `channels` is given, channels that are not a multiple of 4 or more than
+ * {@linkcode SIMD_MAX_CHANNELS}).
  *
  * @param backend The WASM backend a kernel was called with.
+ * @param channels The channels (last axis) of the tensors the kernel will see.
  * @returns The bound kernels, or `null`.
  */
-export function simdKernels(backend: tf.KernelBackend): SimdKernels | null {
+export function simdKernels(backend: tf.KernelBackend, channels?: number): SimdKernels | null {
+  if (channels !== undefined && (channels % 4 !== 0 || channels > SIMD_MAX_CHANNELS)) return null;
   if (bound.has(backend)) return bound.get(backend)!;
   const internals = backend as unknown as WasmBackendInternals;
   const memory = internals.wasm?.asm?.memory;

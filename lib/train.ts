@@ -356,9 +356,11 @@ export async function train(
     const strength = augmentSchedule === "decay" ? 1 - step / totalSteps : 1;
     return { ...augment, strength: (augment.strength ?? 1) * strength };
   };
-  /** The pixels of a batch. */
-  const gatherBatch = (ids: Int32Array): Float32Array => {
-    const pixels = batchPixels.subarray(0, ids.length * IMAGE_PIXELS);
+  /** The pixels of a batch, into `pixels` (by default a reused buffer). */
+  const gatherBatch = (
+    ids: Int32Array,
+    pixels = batchPixels.subarray(0, ids.length * IMAGE_PIXELS),
+  ): Float32Array => {
     ids.forEach((id, j) =>
       pixels.set(data.images.subarray(id * IMAGE_PIXELS, (id + 1) * IMAGE_PIXELS), j * IMAGE_PIXELS)
     );
@@ -410,14 +412,14 @@ export async function train(
     const adam = new FlatAdam(params.length);
     takeStep = async (ids, lr) => {
       // Each worker augments its own shard, with a seed drawn here.
-      const pixels = gatherBatch(ids), options = augmentAt(step);
+      const options = augmentAt(step);
       const shards: Shard[] = [];
       const parts = Math.min(workers, ids.length);
       for (let w = 0; w < parts; w++) {
         const from = Math.floor((w * ids.length) / parts);
         const to = Math.floor(((w + 1) * ids.length) / parts);
         shards.push({
-          pixels: pixels.slice(from * IMAGE_PIXELS, to * IMAGE_PIXELS),
+          pixels: gatherBatch(ids.subarray(from, to), new Float32Array((to - from) * IMAGE_PIXELS)),
           labels: Int32Array.from(ids.subarray(from, to), (id) => data.labels[id]),
           augment: options && { options, seed: rng.int(2 ** 31) },
         });

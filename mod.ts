@@ -82,19 +82,27 @@ export {
   type SelectBackendOptions,
 } from "./lib/backend.ts";
 export {
+  checkImages,
+  type CheckImagesOptions,
+  checkLabelled,
+  IMAGE_PIXELS,
+  IMAGE_SIZE,
+  type LabelledImages,
+  NUM_CLASSES,
+} from "./lib/images.ts";
+export {
   type Classifier,
   countParams,
   createModel,
-  IMAGE_SIZE,
   MODEL_PRESETS,
   type ModelOptions,
   type ModelPreset,
-  NUM_CLASSES,
+  type PredictOptions,
 } from "./lib/model.ts";
 export {
   type BatchEvent,
+  DivergenceError,
   type EpochEvent,
-  type LabelledImages,
   learningRateAt,
   MILD_AUGMENTATION,
   train,

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { checkImages } from "./images.ts";
 import type { Rng } from "./rng.ts";
 
 /** Side of an MNIST image in pixels. */
@@ -158,19 +159,10 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
-/** Check a batch and return its image count. */
+/** Check a batch (the shared image check; an empty batch is allowed) and return its image count. */
 function countImages(action: string, images: unknown): number {
-  if (!(images instanceof Float32Array)) {
-    throw new TypeError(
-      `Cannot ${action}: expected images to be a Float32Array, got ${describe(images)}`,
-    );
-  }
-  if (images.length % PIXELS !== 0) {
-    throw new TypeError(
-      `Cannot ${action}: expected images.length to be a multiple of ${PIXELS} (28x28 pixels), got ${images.length}`,
-    );
-  }
-  return images.length / PIXELS;
+  if (images instanceof Float32Array && images.length === 0) return 0;
+  return checkImages(images, action);
 }
 
 function checkNumber(action: string, name: string, value: unknown): number {

@@ -6,9 +6,9 @@
  * @module
  */
 import { addNoise, elasticBatch, rotateBatch, shiftBatch } from "./augment.ts";
-import { type Classifier, NUM_CLASSES } from "./model.ts";
+import type { Classifier } from "./model.ts";
+import { checkLabelled, type LabelledImages, NUM_CLASSES } from "./images.ts";
 import { createRng } from "./rng.ts";
-import { checkLabelled, type LabelledImages } from "./train.ts";
 
 /** What {@linkcode evaluate} returns. */
 export interface Evaluation {
@@ -29,6 +29,8 @@ export interface Evaluation {
  * @param data Images in pixel space [0, 1] and their labels.
  * @returns Accuracy, per-class accuracy and the confusion matrix.
  * @throws {TypeError} When the data is not images and labels.
+ * @throws {RangeError} When a pixel is outside [0, 1], a label above 9, or
+ * the model's outputs are not finite.
  *
  * @example Score an untrained model
  * ```ts

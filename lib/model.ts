@@ -6,13 +6,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ensureBackend } from "./backend.ts";
+import { checkImages, IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
 
-/** Side of the square input images, in pixels. */
-export const IMAGE_SIZE = 28;
-/** Number of pixels in one image. */
-export const IMAGE_PIXELS: number = IMAGE_SIZE * IMAGE_SIZE;
-/** Number of classes (digits 0–9). */
-export const NUM_CLASSES = 10;
+export { IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES };
 /** Mean and standard deviation of MNIST training pixels in [0, 1]. */
 export const MNIST_MEAN = 0.1307, MNIST_STD = 0.3081;
 
@@ -41,6 +37,17 @@ export interface ModelOptions {
   seed?: number;
 }
 
+/** Options for {@linkcode Classifier.predict} and {@linkcode Classifier.classify}. */
+export interface PredictOptions {
+  /**
+   * How many images are passed. When given, the length must be exactly
+   * `count × 784`: one RGBA image (3,136 values) is then an error instead of
+   * four images.
+   * @default {undefined} any whole number of images (interleaved RGBA data is still refused)
+   */
+  count?: number;
+}
+
 /**
  * A trained or untrained digit classifier. Inputs are images in pixel space
  * `[0, 1]`, row-major `[n, 28, 28, 1]` flattened into one `Float32Array`; the
@@ -55,16 +62,24 @@ export interface Classifier {
   summary(): string[];
   /**
    * Class probabilities for `n` images.
-   * @param images `n * 784` pixels in [0, 1].
+   * @param images `n * 784` pixels in [0, 1], NHWC `[n, 28, 28, 1]`.
+   * @param options The number of images, if known.
    * @returns `n * 10` probabilities, row by row.
+   * @throws {TypeError} When `images` is not `n × 784` grey pixels (or not `count × 784`).
+   * @throws {RangeError} When a pixel is outside [0, 1].
    */
-  predict(images: Float32Array): Promise<Float32Array>;
+  predict(images: Float32Array, options?: PredictOptions): Promise<Float32Array>;
   /**
    * The most probable digit for each of `n` images.
-   * @param images `n * 784` pixels in [0, 1].
+   * @param images `n * 784` pixels in [0, 1], NHWC `[n, 28, 28, 1]`.
+   * @param options The number of images, if known.
    * @returns `n` digits.
+   * @throws {TypeError} When `images` is not `n × 784` grey pixels (or not `count × 784`).
+   * @throws {RangeError} When a pixel is outside [0, 1], or the model's
+   * probabilities for an image are not finite (broken weights): no digit is
+   * made up for it.
    */
-  classify(images: Float32Array): Promise<Uint8Array>;
+  classify(images: Float32Array, options?: PredictOptions): Promise<Uint8Array>;
   /** Free the model's tensors; it cannot be used afterwards. */
   dispose(): void;
 }
@@ -95,8 +110,12 @@ export function wrapLayersModel(
   model: tf.LayersModel,
   preset: string,
 ): Classifier {
-  const predict = async (images: Float32Array): Promise<Float32Array> => {
-    const n = checkImages(images, "predict");
+  const predict = async (
+    images: Float32Array,
+    options: PredictOptions = {},
+    action = "predict",
+  ): Promise<Float32Array> => {
+    const n = checkImages(images, action, options);
     const out = new Float32Array(n * NUM_CLASSES);
     for (let start = 0; start < n; start += PREDICT_BATCH) {
       const end = Math.min(n, start + PREDICT_BATCH);
@@ -121,45 +140,36 @@ export function wrapLayersModel(
         const shape = JSON.stringify(layer.outputShape).replaceAll("null", "n");
         return `${layer.name.padEnd(14)} ${shape.padEnd(16)} ${layer.countParams()}`;
       }),
-    predict,
-    classify: async (images) => argmaxRows(await predict(images)),
+    predict: (images, options) => predict(images, options),
+    classify: async (images, options) => argmaxRows(await predict(images, options, "classify")),
     dispose: () => model.dispose(),
   };
   layersModels.set(classifier, model);
   return classifier;
 }
 
-/** The index of the largest value in each row of 10. */
+/**
+ * The index of the largest value in each row of 10. Internal.
+ * @throws {RangeError} When a row holds a value that is not finite (a NaN
+ * row's argmax would otherwise be 0, a made-up answer).
+ */
 export function argmaxRows(probs: Float32Array): Uint8Array {
   const n = probs.length / NUM_CLASSES;
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     let best = 0;
-    for (let k = 1; k < NUM_CLASSES; k++) {
-      if (probs[i * NUM_CLASSES + k] > probs[i * NUM_CLASSES + best]) best = k;
+    for (let k = 0; k < NUM_CLASSES; k++) {
+      const p = probs[i * NUM_CLASSES + k];
+      if (!Number.isFinite(p)) {
+        throw new RangeError(
+          `Cannot classify: expected finite probabilities, got ${p} for image ${i} (the model's weights are not finite; retrain it)`,
+        );
+      }
+      if (p > probs[i * NUM_CLASSES + best]) best = k;
     }
     out[i] = best;
   }
   return out;
-}
-
-/**
- * Check that `images` holds whole 28×28 images; returns how many.
- * @throws {TypeError} When it is not a Float32Array of n × 784 values.
- */
-export function checkImages(images: unknown, action: string): number {
-  if (!(images instanceof Float32Array)) {
-    const got = images === null ? "null" : (images as object)?.constructor?.name ?? typeof images;
-    throw new TypeError(
-      `Cannot ${action}: expected images as a Float32Array, got ${got}`,
-    );
-  }
-  if (images.length === 0 || images.length % IMAGE_PIXELS !== 0) {
-    throw new TypeError(
-      `Cannot ${action}: expected a multiple of ${IMAGE_PIXELS} pixels (n × 28 × 28), got ${images.length}`,
-    );
-  }
-  return images.length / IMAGE_PIXELS;
 }
 
 function countTrainable(model: tf.LayersModel): number {

@@ -6,6 +6,7 @@
  */
 
 import { augmentBatch, type AugmentOptions } from "./augment.ts";
+import { checkImages } from "./images.ts";
 import { encodePng } from "./png.ts";
 import { createRng } from "./rng.ts";
 
@@ -145,27 +146,10 @@ export async function renderPreview(
   images: Float32Array,
   options: PreviewOptions = {},
 ): Promise<Uint8Array> {
-  if (!(images instanceof Float32Array)) {
-    const got = images === null
-      ? "null"
-      : typeof images === "object"
-      ? (images as object).constructor?.name ?? "Object"
-      : typeof images;
-    throw new TypeError(
-      `Cannot render preview: expected images to be a Float32Array, got ${got}`,
-    );
+  if (images instanceof Float32Array && images.length === 0) {
+    throw new RangeError("Cannot render preview: expected at least 1 image, got 0");
   }
-  if (images.length % PIXELS !== 0) {
-    throw new TypeError(
-      `Cannot render preview: expected images.length to be a multiple of ${PIXELS} (28x28 pixels), got ${images.length}`,
-    );
-  }
-  const count = images.length / PIXELS;
-  if (count === 0) {
-    throw new RangeError(
-      "Cannot render preview: expected at least 1 image, got 0",
-    );
-  }
+  const count = checkImages(images, "render preview");
   const requested = checkInteger(
     "columns",
     options.columns ?? 8,

@@ -6,23 +6,14 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { type Classifier, IMAGE_PIXELS, IMAGE_SIZE, layersModelOf } from "./model.ts";
+import { type Classifier, layersModelOf } from "./model.ts";
+import { checkLabelled, IMAGE_PIXELS, IMAGE_SIZE, type LabelledImages } from "./images.ts";
 import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { createRng, shuffle } from "./rng.ts";
 import { FlatAdam } from "./adam.ts";
 import { smoothedCrossEntropy } from "./loss.ts";
 import { trainingForward } from "./forward.ts";
 import { GradientWorkers, readFlat, type Shard, writeFlat } from "./parallel.ts";
-
-/** Labelled images: `count` images of 28×28 pixels in [0, 1], and their digits. */
-export interface LabelledImages {
-  /** `count * 784` pixels in [0, 1], row-major `[count, 28, 28, 1]`. */
-  images: Float32Array;
-  /** `count` labels, 0–9. */
-  labels: Uint8Array;
-  /** Number of images. */
-  count: number;
-}
 
 /**
  * Mild augmentation for one-pass training: small rotations, shifts, scaling,
@@ -226,42 +217,58 @@ export function learningRateAt(
   return end + (peak - end) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t)));
 }
 
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) {
+/** Thrown by {@linkcode train} when the loss or a weight stops being finite. */
+export class DivergenceError extends Error {
+  /** Always `"DivergenceError"`. */
+  override name: string = "DivergenceError";
+  /**
+   * Create a divergence error.
+   * @param message What became non-finite, when, and what to change.
+   */
+  constructor(message: string) {
+    super(message);
+  }
+}
+
+/** An integer option in `[min, max]`, else a RangeError naming it. */
+function integerIn(name: string, value: number, min: number, max: number): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new RangeError(
-      `Cannot train: expected ${name} to be a positive integer, got ${value}`,
+      `Cannot train: expected ${name} to be an integer in [${min}, ${max}], got ${value}`,
     );
   }
   return value;
 }
 
-/** Check that a labelled set is consistent; returns its size. */
-export function checkLabelled(data: LabelledImages, action: string): number {
-  const { images, labels, count } = data ?? {};
-  if (!(images instanceof Float32Array) || !(labels instanceof Uint8Array)) {
-    throw new TypeError(
-      `Cannot ${action}: expected images as a Float32Array and labels as a Uint8Array`,
-    );
-  }
-  if (!Number.isInteger(count) || count < 1) {
+/** A number option in `[min, max]` (or `(min, max]` with `openMin`), else a RangeError. */
+function numberIn(name: string, value: number, min: number, max: number, openMin = false): number {
+  // Written so that NaN fails too; both bounds are finite, so Infinity fails.
+  if (typeof value !== "number" || !((openMin ? value > min : value >= min) && value <= max)) {
     throw new RangeError(
-      `Cannot ${action}: expected a positive image count, got ${count}`,
+      `Cannot train: expected ${name} in ${openMin ? "(" : "["}${min}, ${max}], got ${value}`,
     );
   }
-  if (images.length !== count * IMAGE_PIXELS) {
-    throw new RangeError(
-      `Cannot ${action}: expected ${
-        count * IMAGE_PIXELS
-      } pixels for ${count} images, got ${images.length}`,
-    );
-  }
-  if (labels.length !== count) {
-    throw new RangeError(
-      `Cannot ${action}: expected ${count} labels, got ${labels.length}`,
-    );
-  }
-  return count;
+  return value;
 }
+
+/** Whether some value of `flat` is not finite. */
+function anyNonFinite(flat: Float32Array): boolean {
+  for (let i = 0; i < flat.length; i++) if (!Number.isFinite(flat[i])) return true;
+  return false;
+}
+
+/** Whether every weight of a model is finite; one small read-back. */
+async function weightsFinite(net: tf.LayersModel): Promise<boolean> {
+  // The sum of all weights is finite exactly when every weight is (barring
+  // overflow to ±Infinity, which is itself divergence).
+  const total = tf.tidy(() => tf.addN(net.weights.map((w) => w.read().sum())));
+  const [value] = await total.data();
+  total.dispose();
+  return Number.isFinite(value);
+}
+
+/** The largest learning rate accepted: above it Adam's steps leave any sensible range. */
+const MAX_LEARNING_RATE = 1;
 
 /**
  * Train a classifier in place. On wasm each batch is split between data-
@@ -275,7 +282,11 @@ export function checkLabelled(data: LabelledImages, action: string): number {
  * @param data The training images and labels.
  * @param options Recipe and callbacks.
  * @returns Timing and per-epoch loss.
- * @throws {RangeError} For invalid options or inconsistent data.
+ * @throws {TypeError} When the data is not images and labels, or an option has the wrong type.
+ * @throws {RangeError} For options out of range (non-finite numbers
+ * included) or inconsistent data: pixels outside [0, 1], labels above 9.
+ * @throws {DivergenceError} As soon as a read-back loss or a weight is not
+ * finite (as Keras's `TerminateOnNaN` stops); the model is then unusable.
  * @throws {BackendError} When a data-parallel worker cannot start or fails.
  *
  * @example Train briefly on random images
@@ -300,30 +311,33 @@ export async function train(
 ): Promise<TrainResult> {
   const net = layersModelOf(model);
   const count = checkLabelled(data, "train");
-  const epochs = positiveInteger("epochs", options.epochs ?? 1);
-  const batchSize = positiveInteger("batchSize", options.batchSize ?? 64);
-  const lossEvery = positiveInteger("lossEvery", options.lossEvery ?? 20);
-  const miniEpochs = positiveInteger("miniEpochs", options.miniEpochs ?? 1);
-  const peak = options.learningRate ?? 0.03;
-  if (!(peak > 0)) {
-    throw new RangeError(`Cannot train: expected a positive learningRate, got ${peak}`);
-  }
-  const smoothing = options.labelSmoothing ?? 0.1;
-  if (!(smoothing >= 0 && smoothing < 1)) {
-    throw new RangeError(`Cannot train: expected labelSmoothing in [0, 1), got ${smoothing}`);
-  }
-  const hardFraction = options.hardExamples ?? 0.15;
+  const epochs = integerIn("epochs", options.epochs ?? 1, 1, 10_000);
+  const batchSize = integerIn("batchSize", options.batchSize ?? 64, 1, 65_536);
+  const lossEvery = integerIn("lossEvery", options.lossEvery ?? 20, 1, 1_000_000);
+  const miniEpochs = integerIn("miniEpochs", options.miniEpochs ?? 1, 1, 1_000);
+  const peak = numberIn("learningRate", options.learningRate ?? 0.03, 0, MAX_LEARNING_RATE, true);
+  const smoothing = numberIn("labelSmoothing", options.labelSmoothing ?? 0.1, 0, 0.99);
   // At most half: the difficult examples are drawn from the fresh ones seen before.
-  if (!(hardFraction >= 0 && hardFraction <= 0.5)) {
-    throw new RangeError(`Cannot train: expected hardExamples in [0, 0.5], got ${hardFraction}`);
-  }
-  const decay = options.miniEpochDecay ?? 0.7;
-  if (!(decay > 0 && decay <= 1)) {
-    throw new RangeError(`Cannot train: expected miniEpochDecay in (0, 1], got ${decay}`);
-  }
+  const hardFraction = numberIn("hardExamples", options.hardExamples ?? 0.15, 0, 0.5);
+  const decay = numberIn("miniEpochDecay", options.miniEpochDecay ?? 0.7, 0, 1, true);
+  integerIn("seed", options.seed ?? 42, 0, Number.MAX_SAFE_INTEGER);
   const augment = options.augment === undefined ? MILD_AUGMENTATION : options.augment || null;
+  // Bad augmentation options fail here, not in a worker half-way through.
+  if (augment) augmentBatch(new Float32Array(IMAGE_PIXELS), augment, createRng(0));
   const augmentSchedule = options.augmentSchedule ?? "decay";
   const schedule = options.schedule ?? "one-cycle";
+  if (schedule !== "one-cycle" && schedule !== "constant") {
+    throw new RangeError(
+      `Cannot train: expected schedule "one-cycle" or "constant", got ${JSON.stringify(schedule)}`,
+    );
+  }
+  if (augmentSchedule !== "decay" && augmentSchedule !== "constant") {
+    throw new RangeError(
+      `Cannot train: expected augmentSchedule "decay" or "constant", got ${
+        JSON.stringify(augmentSchedule)
+      }`,
+    );
+  }
   const rng = createRng(options.seed ?? 42);
 
   // The plan: each epoch is `miniEpochs` chunks; each chunk presents its
@@ -344,10 +358,18 @@ export async function train(
       ? learningRateAt(epoch * stepsPerEpoch + stepInChunk, totalSteps, peak, schedule)
       : learningRateAt(stepInChunk, chunks[m].steps, peak * decay ** m, schedule);
 
-  const workers = options.workers ?? (tf.getBackend() === "wasm" ? 2 : 0);
-  if (!Number.isInteger(workers) || workers < 0) {
-    throw new RangeError(`Cannot train: expected workers to be an integer ≥ 0, got ${workers}`);
-  }
+  const workers = integerIn(
+    "workers",
+    options.workers ?? (tf.getBackend() === "wasm" ? 2 : 0),
+    0,
+    64,
+  );
+  /** Stop with a DivergenceError: `what` became non-finite at 1-based step `at`. */
+  const diverged = (what: string, lr: number, at: number): never => {
+    throw new DivergenceError(
+      `Cannot train: expected a finite ${what}, got a non-finite one at step ${at} of ${totalSteps} (learning rate ${lr}); lower the learning rate`,
+    );
+  };
 
   const batchPixels = new Float32Array(batchSize * IMAGE_PIXELS);
   /** The augmentation of step `step`, or `null`. */
@@ -427,8 +449,13 @@ export async function train(
       const result = await pool.step(params, state, shards);
       adam.step(params, result.gradients, lr);
       state = result.state;
+      const loss = result.losses.reduce((a, b) => a + b, 0) / ids.length;
+      // Every step: the loss is here anyway, and a scan of the weights is ~20 µs.
+      if (!Number.isFinite(loss)) diverged("loss", lr, step + 1);
+      if (anyNonFinite(params)) diverged("weight", lr, step + 1);
+      if (anyNonFinite(state)) diverged("batch-norm moving statistic", lr, step + 1);
       if (trackLoss) record(ids, result.losses);
-      return result.losses.reduce((a, b) => a + b, 0) / ids.length;
+      return loss;
     };
     finish = () => {
       pool.close();
@@ -501,11 +528,13 @@ export async function train(
             presented += ids.length;
             const read = async () => typeof loss === "number" ? loss : (await loss.data())[0];
             if (step === 1) {
-              await read();
+              if (!Number.isFinite(await read())) diverged("loss", lr, step);
               warmupSeconds = (performance.now() - started) / 1000;
             }
             if (step % lossEvery === 0 || step === (epoch + 1) * stepsPerEpoch) {
               lastLoss = await read();
+              if (!Number.isFinite(lastLoss)) diverged("loss", lr, step);
+              if (workers === 0 && !(await weightsFinite(net))) diverged("weight", lr, step);
               losses.push(lastLoss);
               await flush();
             }

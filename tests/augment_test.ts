@@ -171,13 +171,13 @@ Deno.test("affineBatch(), rotateBatch() and shiftBatch() reject bad input", () =
   assert.throws(() => affineBatch(images.slice(0, -100), {}), {
     name: "TypeError",
     message:
-      "Cannot apply affine transform: expected images.length to be a multiple of 784 (28x28 pixels), got 1468",
+      "Cannot apply affine transform: expected a multiple of 784 pixels (n × 28 × 28), got 1468",
   });
   assert.throws(
     () => affineBatch([0, 1] as unknown as Float32Array, {}),
     {
       name: "TypeError",
-      message: "Cannot apply affine transform: expected images to be a Float32Array, got Array",
+      message: "Cannot apply affine transform: expected images as a Float32Array, got Array",
     },
   );
   assert.throws(() => affineBatch(images, [{}]), {
@@ -526,14 +526,13 @@ Deno.test("augmentBatch() rejects bad input with exact messages", () => {
   }
   assert.throws(() => augmentBatch(images.slice(0, -100), {}, rng), {
     name: "TypeError",
-    message:
-      "Cannot augment images: expected images.length to be a multiple of 784 (28x28 pixels), got 1468",
+    message: "Cannot augment images: expected a multiple of 784 pixels (n × 28 × 28), got 1468",
   });
   assert.throws(
     () => augmentBatch(new Float64Array(P) as unknown as Float32Array, {}, rng),
     {
       name: "TypeError",
-      message: "Cannot augment images: expected images to be a Float32Array, got Float64Array",
+      message: "Cannot augment images: expected images as a Float32Array, got Float64Array",
     },
   );
   assert.throws(

@@ -88,8 +88,7 @@ Deno.test("renderPreview() rejects bad input with exact messages", async () => {
   });
   await assert.rejects(() => renderPreview(images.slice(0, -100)), {
     name: "TypeError",
-    message:
-      "Cannot render preview: expected images.length to be a multiple of 784 (28x28 pixels), got 1468",
+    message: "Cannot render preview: expected a multiple of 784 pixels (n × 28 × 28), got 1468",
   });
   await assert.rejects(() => renderPreview(images, { zoom: 0 }), {
     name: "RangeError",

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
-import { createModel } from "../lib/model.ts";
+import { smoothedCrossEntropy } from "../lib/loss.ts";
+import { createModel, layersModelOf } from "../lib/model.ts";
 import { learningRateAt, MILD_AUGMENTATION, train } from "../lib/train.ts";
 
 /** Two easy classes: a bright left half (0) or a bright right half (1), with noise. */
@@ -153,4 +154,91 @@ Deno.test("augmented training is seeded: same seed same model, and differs from 
   assert.deepEqual(await run(true, 3), a);
   assert.notDeepEqual(await run(false, 3), a);
   assert.notDeepEqual(await run(true, 4), a);
+});
+
+Deno.test("non-finite or absurd numeric options are refused before training", async () => {
+  await selectBackend("cpu");
+  const model = createModel({ preset: "seed" });
+  const data = halves(16);
+  for (
+    const [options, message] of [
+      [{ learningRate: Infinity }, "expected learningRate in (0, 1], got Infinity"],
+      [{ learningRate: NaN }, "expected learningRate in (0, 1], got NaN"],
+      [{ learningRate: 5 }, "expected learningRate in (0, 1], got 5"],
+      [{ learningRate: 0 }, "expected learningRate in (0, 1], got 0"],
+      [{ epochs: Infinity }, "expected epochs to be an integer in [1, 10000], got Infinity"],
+      [{ batchSize: 1e9 }, "expected batchSize to be an integer in [1, 65536], got 1000000000"],
+      [{ labelSmoothing: NaN }, "expected labelSmoothing in [0, 0.99], got NaN"],
+      [{ hardExamples: -Infinity }, "expected hardExamples in [0, 0.5], got -Infinity"],
+      [{ seed: NaN }, "expected seed to be an integer in [0, 9007199254740991], got NaN"],
+      [{ workers: 1e6 }, "expected workers to be an integer in [0, 64], got 1000000"],
+      [
+        { augment: { rotationDegrees: Infinity } },
+        "expected options.rotationDegrees in [0, 180], got Infinity",
+      ],
+    ] as const
+  ) {
+    await assert.rejects(train(model, data, options), (error: Error) => {
+      assert.equal(error.name, "RangeError");
+      assert.match(
+        error.message,
+        new RegExp(`^Cannot (train|augment images): ${RegExp.escape(message)}$`),
+      );
+      return true;
+    });
+  }
+  model.dispose();
+});
+
+/** Set every value of a model's first weight to NaN (what a diverged step leaves). */
+function spoil(model: ReturnType<typeof createModel>) {
+  const net = layersModelOf(model);
+  const weights = net.getWeights().map((w, i) => i === 0 ? tf.fill(w.shape, NaN) : w.clone());
+  net.setWeights(weights);
+  tf.dispose(weights);
+}
+
+for (const [backend, workers] of [["cpu", 0], ["wasm", 2]] as const) {
+  Deno.test(`a diverged model stops training with a DivergenceError (${backend}, ${workers} workers)`, async () => {
+    await selectBackend(backend);
+    const model = createModel({ preset: "seed" });
+    spoil(model);
+    const losses: number[] = [];
+    await assert.rejects(
+      train(model, halves(64), { batchSize: 16, workers, onBatchEnd: (e) => losses.push(e.loss) }),
+      {
+        name: "DivergenceError",
+        message:
+          `Cannot train: expected a finite loss, got a non-finite one at step 1 of 5 (learning rate ${
+            learningRateAt(0, 5, 0.03, "one-cycle")
+          }); lower the learning rate`,
+      },
+    );
+    assert.deepEqual(losses, [], "no batch reported as done");
+    model.dispose();
+  });
+}
+
+Deno.test("the training loss of a non-finite probability is NaN, not the clipped 16.1", async () => {
+  for (const backend of ["cpu", "wasm"] as const) {
+    await selectBackend(backend);
+    const probs = tf.tensor2d([[NaN, 0, 0, 0, 0, 0, 0, 0, 0, 1], [
+      0.1,
+      0.9,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+    ]]);
+    const labels = tf.tensor1d([9, 1], "int32");
+    const loss = smoothedCrossEntropy(probs, labels, 0.1);
+    const [nan, finite] = await loss.data();
+    assert.ok(Number.isNaN(nan), `${backend}: got ${nan}`);
+    assert.ok(Number.isFinite(finite) && finite > 0, `${backend}: got ${finite}`);
+    tf.dispose([probs, labels, loss]);
+  }
 });

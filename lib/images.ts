@@ -1,0 +1,237 @@
+/**
+ * Model input: the image geometry every model here shares, the
+ * {@linkcode LabelledImages} type, and the checks that every public entry
+ * taking images or labels calls (so a bad input fails the same way, with a
+ * named error, wherever it enters).
+ *
+ * @module
+ */
+
+/** Side of the square input images, in pixels. */
+export const IMAGE_SIZE = 28;
+/** Number of pixels in one image. */
+export const IMAGE_PIXELS: number = IMAGE_SIZE * IMAGE_SIZE;
+/** Number of classes (digits 0–9). */
+export const NUM_CLASSES = 10;
+
+/** Labelled images: `count` images of 28×28 pixels in [0, 1], and their digits. */
+export interface LabelledImages {
+  /** `count * 784` pixels in [0, 1], row-major `[count, 28, 28, 1]` (NHWC). */
+  images: Float32Array;
+  /** `count` labels, 0–9. */
+  labels: Uint8Array;
+  /** Number of images. */
+  count: number;
+}
+
+/** What {@linkcode checkImages} is told about the images it checks. */
+export interface CheckImagesOptions {
+  /**
+   * The number of images the caller says it passes; checked against the
+   * length, so that e.g. one RGBA image (4 × 784 values) is not read as four.
+   * @default {undefined} any whole number of images
+   */
+  count?: number;
+  /**
+   * Skip the pixel-range scan (for arrays this library made itself).
+   * @default {false}
+   */
+  trusted?: boolean;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "Array";
+  if (typeof value === "object") {
+    return (value as { constructor?: { name?: string } }).constructor?.name ?? "Object";
+  }
+  return typeof value;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+/**
+ * Check that `images` holds whole 28×28 grey images in pixel space [0, 1];
+ * returns how many. The range scan is one pass over the values (a few
+ * milliseconds for the 47 million training pixels).
+ *
+ * @param images Pixels, row-major `[n, 28, 28, 1]` (NHWC).
+ * @param action What the caller cannot do with bad input, e.g. `"classify"`.
+ * @param options The expected count, if the caller knows it.
+ * @returns The number of images `n`.
+ * @throws {TypeError} When `images` is not a non-empty `Float32Array` of
+ * `n × 784` values, or holds `count × 784` values for another `count`, or
+ * looks like interleaved RGBA pixel data.
+ * @throws {RangeError} When a value is outside [0, 1] or not a number.
+ *
+ * @example Unscaled 0–255 pixels are refused
+ * ```ts
+ * import { checkImages } from "@tinymnist/tinymnist";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(checkImages(new Float32Array(2 * 784), "classify"), 2);
+ * assert.throws(() => checkImages(new Float32Array(784).fill(255), "classify"), {
+ *   name: "RangeError",
+ *   message:
+ *     "Cannot classify: expected pixels in [0, 1], got a largest value of 255 (the first out of range at index 0); scale 0–255 pixels by 1/255",
+ * });
+ * ```
+ */
+export function checkImages(
+  images: unknown,
+  action: string,
+  options: CheckImagesOptions = {},
+): number {
+  if (!(images instanceof Float32Array)) {
+    throw new TypeError(
+      `Cannot ${action}: expected images as a Float32Array, got ${describe(images)}`,
+    );
+  }
+  const { count } = options;
+  if (count !== undefined) {
+    if (!Number.isSafeInteger(count) || count < 1) {
+      throw new RangeError(
+        `Cannot ${action}: expected count to be a positive integer, got ${count}`,
+      );
+    }
+    if (images.length !== count * IMAGE_PIXELS) {
+      const hint = images.length === count * IMAGE_PIXELS * 4
+        ? " (RGBA pixel data? convert it with preprocessDigit)"
+        : images.length === count * IMAGE_PIXELS * 3
+        ? " (RGB pixel data? convert it with preprocessDigit)"
+        : "";
+      throw new TypeError(
+        `Cannot ${action}: expected ${plural(count, "image")} of 28×28 (${
+          count * IMAGE_PIXELS
+        } values), got ${images.length} values${hint}`,
+      );
+    }
+  }
+  if (images.length === 0 || images.length % IMAGE_PIXELS !== 0) {
+    throw new TypeError(
+      `Cannot ${action}: expected a multiple of ${IMAGE_PIXELS} pixels (n × 28 × 28), got ${images.length}`,
+    );
+  }
+  if (!options.trusted) checkPixelRange(images, action);
+  if (count === undefined && looksLikeRgba(images)) {
+    throw new TypeError(
+      `Cannot ${action}: expected grey images, got what looks like interleaved RGBA pixel data (every 4th value is 1, as an opaque alpha channel); convert it with preprocessDigit, or pass { count } to state how many images these are`,
+    );
+  }
+  return images.length / IMAGE_PIXELS;
+}
+
+/** Throw a RangeError naming the largest (and smallest) value outside [0, 1], or a NaN. */
+function checkPixelRange(images: Float32Array, action: string): void {
+  // One pass for min and max; NaN fails both range comparisons below.
+  let min = Infinity, max = -Infinity, nan = -1;
+  for (let i = 0; i < images.length; i++) {
+    const v = images[i];
+    if (v < min) min = v;
+    if (v > max) max = v;
+    if (v !== v && nan < 0) nan = i;
+  }
+  if (nan < 0 && min >= 0 && max <= 1) return;
+  const first = images.findIndex((v) => !(v >= 0 && v <= 1));
+  const values = [max > 1 && `a largest value of ${max}`, min < 0 && `a smallest value of ${min}`];
+  const got = nan >= 0
+    ? `NaN at index ${nan}`
+    : `${values.filter(Boolean).join(" and ")} (the first out of range at index ${first})`;
+  const hint = nan < 0 && min >= 0 && max <= 255 ? "; scale 0–255 pixels by 1/255" : "";
+  throw new RangeError(`Cannot ${action}: expected pixels in [0, 1], got ${got}${hint}`);
+}
+
+/**
+ * Whether a multi-image array is more likely one or more RGBA images laid out
+ * as `[r, g, b, a, r, g, b, a, …]` with opaque alpha: every 4th value exactly
+ * 1 while the others are not all 1. Grey MNIST-like images have mostly dark
+ * pixels, so a whole image's worth of 1s at a stride of 4 does not occur in
+ * them.
+ */
+function looksLikeRgba(images: Float32Array): boolean {
+  if (images.length % (4 * IMAGE_PIXELS) !== 0) return false;
+  let others = false;
+  for (let i = 0; i < images.length; i += 4) {
+    if (images[i + 3] !== 1) return false;
+    if (images[i] !== 1 || images[i + 1] !== 1 || images[i + 2] !== 1) others = true;
+  }
+  return others;
+}
+
+/**
+ * Check that labels are digits 0–9; `count` of them.
+ *
+ * @param labels The labels.
+ * @param count How many there must be.
+ * @param action What the caller cannot do with bad labels.
+ * @throws {TypeError} When `labels` is not a Uint8Array.
+ * @throws {RangeError} When there are not `count` of them, or one is above 9.
+ */
+function checkLabels(labels: unknown, count: number, action: string): void {
+  if (!(labels instanceof Uint8Array)) {
+    throw new TypeError(
+      `Cannot ${action}: expected labels as a Uint8Array, got ${describe(labels)}`,
+    );
+  }
+  if (labels.length !== count) {
+    throw new RangeError(`Cannot ${action}: expected ${count} labels, got ${labels.length}`);
+  }
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] >= NUM_CLASSES) {
+      throw new RangeError(
+        `Cannot ${action}: expected labels 0 to 9, got ${labels[i]} at index ${i}`,
+      );
+    }
+  }
+}
+
+/**
+ * Check a labelled set: `count` whole 28×28 images in [0, 1] and `count`
+ * labels 0–9. Every public function that takes {@linkcode LabelledImages}
+ * calls it first.
+ *
+ * @param data The images, labels and count.
+ * @param action What the caller cannot do with bad data, e.g. `"train"`.
+ * @returns `data.count`.
+ * @throws {TypeError} When the fields have the wrong types.
+ * @throws {RangeError} When the count, the lengths, a pixel or a label is out of range.
+ *
+ * @example A label of 10 is refused with its index
+ * ```ts
+ * import { checkLabelled } from "@tinymnist/tinymnist";
+ * import assert from "node:assert/strict";
+ *
+ * const images = new Float32Array(2 * 784);
+ * assert.equal(checkLabelled({ images, labels: new Uint8Array([3, 9]), count: 2 }, "train"), 2);
+ * assert.throws(() => checkLabelled({ images, labels: new Uint8Array([3, 10]), count: 2 }, "train"), {
+ *   name: "RangeError",
+ *   message: "Cannot train: expected labels 0 to 9, got 10 at index 1",
+ * });
+ * ```
+ */
+export function checkLabelled(data: LabelledImages, action: string): number {
+  if (typeof data !== "object" || data === null) {
+    throw new TypeError(
+      `Cannot ${action}: expected { images, labels, count }, got ${describe(data)}`,
+    );
+  }
+  const { images, labels, count } = data;
+  if (!(images instanceof Float32Array)) {
+    throw new TypeError(
+      `Cannot ${action}: expected images as a Float32Array, got ${describe(images)}`,
+    );
+  }
+  if (!Number.isSafeInteger(count) || count < 1) {
+    throw new RangeError(`Cannot ${action}: expected a positive image count, got ${count}`);
+  }
+  if (images.length !== count * IMAGE_PIXELS) {
+    throw new RangeError(
+      `Cannot ${action}: expected ${
+        count * IMAGE_PIXELS
+      } pixels for ${count} images, got ${images.length}`,
+    );
+  }
+  checkLabels(labels, count, action);
+  checkPixelRange(images, action);
+  return count;
+}

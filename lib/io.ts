@@ -1,18 +1,17 @@
 /**
  * Save and load classifiers in the TensorFlow.js layers format
  * (`model.json` + `weights.bin`), in folders named
- * `mnist_model_YYYYMMDD_HHMMSS`, written atomically.
+ * `mnist_model_YYYYMMDD_HHMMSS`, written atomically. Loading reads the
+ * standard format as the TensorFlow.js converter writes it: any shard file
+ * names, several shards, several weight groups.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import {
-  type Classifier,
-  IMAGE_SIZE,
-  layersModelOf,
-  NUM_CLASSES,
-  wrapLayersModel,
-} from "./model.ts";
+import { dirname, join } from "node:path";
+import { IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
+import { type Classifier, layersModelOf, wrapLayersModel } from "./model.ts";
+import { writeNewFolder } from "./new_folder.ts";
 
 /** Thrown when a saved model is missing, corrupt or truncated. */
 export class ModelFileError extends Error {
@@ -54,27 +53,21 @@ export function modelFolderName(date: Date): string {
     `${p(date.getUTCHours())}${p(date.getUTCMinutes())}${p(date.getUTCSeconds())}`;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
 /**
  * Save a classifier into a new folder `mnist_model_YYYYMMDD_HHMMSS` under
- * `dir`. The files are written to a hidden temporary folder first and then
- * renamed into place, so a crash never leaves a half-written model. An
- * existing model is never overwritten: if the name is taken, `_2`, `_3`, …
- * is appended.
+ * `dir`. The files are written to a hidden temporary folder, flushed to disk
+ * (fsync), and the folder is renamed into place (then its parent flushed), so
+ * a crash never leaves a half-written model; temporary folders left by a
+ * killed save are removed by the next save into `dir`. An existing model is
+ * never overwritten: if the name is taken, `_2`, `_3`, … is appended. The
+ * folder and files get the modes of a plain `mkdir`/`writeFile` under the
+ * umask.
  *
  * @param model The classifier to save.
  * @param dir The parent folder; created if missing.
  * @param options The time that names the folder.
  * @returns The path of the new model folder.
+ * @throws {RangeError} When a weight is not finite (a diverged model is not saved).
  *
  * @example Save and load back
  * ```ts
@@ -96,46 +89,73 @@ export async function saveModel(
   options: SaveModelOptions = {},
 ): Promise<string> {
   const net = layersModelOf(model);
-  await Deno.mkdir(dir, { recursive: true });
-  const name = modelFolderName(options.date ?? new Date());
-  const temp = await Deno.makeTempDir({ dir, prefix: `.${name}.tmp-` });
-  try {
-    let artifacts: tf.io.ModelArtifacts | undefined;
-    await net.save(tf.io.withSaveHandler((a) => {
-      artifacts = a;
-      return Promise.resolve({ modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(a) });
-    }));
-    const weights = tf.io.CompositeArrayBuffer.join(artifacts!.weightData!);
-    const json = {
-      format: "layers-model",
-      generatedBy: `TensorFlow.js tfjs-layers v${tf.version_layers}`,
-      convertedBy: null,
-      modelTopology: artifacts!.modelTopology,
-      weightsManifest: [{ paths: ["weights.bin"], weights: artifacts!.weightSpecs }],
-      userDefinedMetadata: { tinymnist: { preset: model.preset, params: model.params } },
-    };
-    await Deno.writeTextFile(`${temp}/model.json`, JSON.stringify(json));
-    await Deno.writeFile(`${temp}/weights.bin`, new Uint8Array(weights));
-    let path = `${dir}/${name}`;
-    for (let i = 2; await exists(path); i++) path = `${dir}/${name}_${i}`;
-    await Deno.rename(temp, path);
-    return path;
-  } catch (error) {
-    await Deno.remove(temp, { recursive: true }).catch(() => {});
-    throw error;
+  for (const w of net.weights) {
+    const bad = countNonFinite(w.read().dataSync() as Float32Array);
+    if (bad > 0) {
+      throw new RangeError(
+        `Cannot save model: expected finite weights, got ${bad} non-finite values in "${w.originalName}"`,
+      );
+    }
   }
+  let artifacts: tf.io.ModelArtifacts | undefined;
+  await net.save(tf.io.withSaveHandler((a) => {
+    artifacts = a;
+    return Promise.resolve({ modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(a) });
+  }));
+  const weights = tf.io.CompositeArrayBuffer.join(artifacts!.weightData!);
+  const json = {
+    format: "layers-model",
+    generatedBy: `TensorFlow.js tfjs-layers v${tf.version_layers}`,
+    convertedBy: null,
+    modelTopology: artifacts!.modelTopology,
+    weightsManifest: [{ paths: ["weights.bin"], weights: artifacts!.weightSpecs }],
+    userDefinedMetadata: { tinymnist: { preset: model.preset, params: model.params } },
+  };
+  return await writeNewFolder(dir, modelFolderName(options.date ?? new Date()), {
+    "model.json": new TextEncoder().encode(JSON.stringify(json)),
+    "weights.bin": new Uint8Array(weights),
+  });
 }
 
-const BYTES_PER: Record<string, number> = { float32: 4, int32: 4, bool: 1 };
+/** How many values of `values` are NaN or ±Infinity. */
+function countNonFinite(values: ArrayLike<number>): number {
+  let bad = 0;
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) bad++;
+  return bad;
+}
+
+/** Bytes per value of each dtype a weight may have in the layers format. */
+const BYTES_PER: Readonly<Record<string, number>> = { float32: 4, int32: 4, bool: 1 };
+/** Bytes per value of each quantized dtype (tf.io's `quantization.dtype`). */
+const QUANTIZED_BYTES_PER: Readonly<Record<string, number>> = { uint8: 1, uint16: 2, float16: 2 };
+/**
+ * The largest number accepted anywhere in `modelTopology`. TensorFlow.js
+ * allocates each layer's weights from the topology before it compares them
+ * with the files, so a corrupt `"units": 1e12` would otherwise be an
+ * allocation failure; real layer sizes of small models are far below this.
+ */
+const MAX_TOPOLOGY_NUMBER = 65_536;
+
+/** A weights-manifest group as the layers format writes it. */
+interface ManifestGroup {
+  paths: string[];
+  weights: tf.io.WeightsManifestEntry[];
+}
 
 /**
- * Load a classifier saved by {@linkcode saveModel}. Everything is checked
- * before TensorFlow.js sees it: the JSON, the manifest, the size of
- * `weights.bin`, and that the model maps 28×28×1 images to 10 classes.
+ * Load a classifier in the TensorFlow.js layers format: what
+ * {@linkcode saveModel} writes, or what the TensorFlow.js converter and
+ * `model.save("file://…")` write (`group1-shard1of1.bin`, several shards,
+ * several weight groups). Everything is checked before TensorFlow.js sees
+ * it: the JSON, the manifest (shard names must be plain file names in the
+ * folder), each group's byte size, every number in the topology, that every
+ * weight is finite, and that the model maps 28×28×1 images to 10 classes.
  *
- * @param path The model folder (or its `model.json`).
+ * @param path The model folder, or the path of its JSON file (any name
+ * ending in `.json`; the shards are read from the folder it is in).
  * @returns The loaded classifier.
- * @throws {ModelFileError} When the files are missing, corrupt or truncated.
+ * @throws {ModelFileError} When a file is missing, corrupt or truncated, a
+ * weight is not finite, or the model is not a 28×28 → 10 classifier.
  *
  * @example A missing folder is a ModelFileError
  * ```ts
@@ -146,64 +166,179 @@ const BYTES_PER: Record<string, number> = { float32: 4, int32: 4, bool: 1 };
  * ```
  */
 export async function loadModel(path: string): Promise<Classifier> {
-  const dir = path.endsWith("model.json") ? path.slice(0, -"/model.json".length) : path;
-  const fail = (detail: string) => new ModelFileError(`Cannot load model "${dir}": ${detail}`);
-  let text: string, weights: Uint8Array;
-  try {
-    text = await Deno.readTextFile(`${dir}/model.json`);
-    weights = await Deno.readFile(`${dir}/weights.bin`);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw fail("expected model.json and weights.bin in the folder, but they are missing");
-    }
-    throw error;
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError(`Cannot load model: expected a path, got ${JSON.stringify(path)}`);
   }
+  const isFolder = !path.endsWith(".json") ||
+    (await Deno.stat(path).then((info) => info.isDirectory, () => false));
+  const jsonPath = isFolder ? join(path, "model.json") : path;
+  const dir = dirname(jsonPath);
+  const fail = (detail: string) => new ModelFileError(`Cannot load model "${path}": ${detail}`);
+  const read = async (file: string, what: string): Promise<Uint8Array> => {
+    try {
+      return await Deno.readFile(file);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw fail(`expected ${what} "${file}", but it is missing`);
+      }
+      if (
+        error instanceof Deno.errors.IsADirectory || (error as { code?: string }).code === "EISDIR"
+      ) {
+        throw fail(`expected ${what} "${file}" to be a file, got a folder`);
+      }
+      throw error;
+    }
+  };
+  const text = new TextDecoder().decode(await read(jsonPath, "the model's JSON file"));
   let json: {
     modelTopology?: unknown;
-    weightsManifest?: { paths?: unknown; weights?: tf.io.WeightsManifestEntry[] }[];
-    userDefinedMetadata?: { tinymnist?: { preset?: string } };
+    weightsManifest?: unknown;
+    userDefinedMetadata?: { tinymnist?: { preset?: unknown } };
   };
   try {
     json = JSON.parse(text);
   } catch (error) {
     throw fail(`model.json is not valid JSON (${(error as Error).message})`);
   }
-  if (typeof json?.modelTopology !== "object" || json.modelTopology === null) {
+  if (typeof json !== "object" || json === null) {
+    throw fail(`expected model.json to hold an object, got ${JSON.stringify(json)}`);
+  }
+  if (typeof json.modelTopology !== "object" || json.modelTopology === null) {
     throw fail("expected model.json to have a modelTopology object, got none");
   }
-  const specs = json.weightsManifest?.[0]?.weights;
-  if (!Array.isArray(specs)) {
-    throw fail("expected model.json to have weightsManifest[0].weights, got none");
+  const huge = largestNumber(json.modelTopology);
+  if (huge > MAX_TOPOLOGY_NUMBER) {
+    throw fail(
+      `expected numbers in modelTopology up to ${MAX_TOPOLOGY_NUMBER}, got ${huge} (corrupt file?)`,
+    );
   }
-  let expected = 0;
-  for (const spec of specs) {
-    const bytes = BYTES_PER[spec?.dtype ?? "float32"];
-    if (!Array.isArray(spec?.shape) || !bytes) {
-      throw fail(`weight "${spec?.name}" has an invalid shape or dtype`);
+  const groups = checkManifest(json.weightsManifest, fail);
+  const specs: tf.io.WeightsManifestEntry[] = [];
+  const parts: Uint8Array[] = [];
+  for (const [g, group] of groups.entries()) {
+    const expected = group.weights.reduce((sum, spec) => sum + specBytes(spec, fail), 0);
+    const shards = [];
+    for (const name of group.paths) shards.push(await read(join(dir, name), "weights file"));
+    const got = shards.reduce((sum, b) => sum + b.byteLength, 0);
+    if (got !== expected) {
+      throw fail(
+        `expected weight group ${g + 1} (${
+          group.paths.map((p) => `"${p}"`).join(", ")
+        }) to have ${expected} bytes, got ${got}`,
+      );
     }
-    expected += bytes * spec.shape.reduce((a: number, b: number) => a * b, 1);
+    specs.push(...group.weights);
+    parts.push(...shards);
   }
-  if (weights.byteLength !== expected) {
-    throw fail(`expected weights.bin to have ${expected} bytes, got ${weights.byteLength}`);
-  }
+  const weightData = new Uint8Array(parts.reduce((sum, b) => sum + b.byteLength, 0));
+  parts.reduce((offset, b) => (weightData.set(b, offset), offset + b.byteLength), 0);
+
   let net: tf.LayersModel;
   try {
     net = await tf.loadLayersModel(tf.io.fromMemory({
       modelTopology: json.modelTopology as tf.io.ModelJSON["modelTopology"],
       weightSpecs: specs,
-      weightData: weights.slice().buffer,
+      weightData: weightData.buffer,
     }));
   } catch (error) {
-    throw fail(`TensorFlow.js rejected the model (${(error as Error).message})`);
+    throw fail(`TensorFlow.js rejected the model (${(error as Error)?.message ?? error})`);
   }
-  const inShape = JSON.stringify(net.inputs[0].shape);
-  const outShape = JSON.stringify(net.outputs[0].shape);
-  if (
-    inShape !== JSON.stringify([null, IMAGE_SIZE, IMAGE_SIZE, 1]) ||
-    outShape !== JSON.stringify([null, NUM_CLASSES])
-  ) {
+  try {
+    for (const w of net.weights) {
+      const bad = countNonFinite(w.read().dataSync() as Float32Array);
+      if (bad > 0) {
+        throw fail(`expected finite weights, got ${bad} non-finite values in "${w.originalName}"`);
+      }
+    }
+    const inShape = JSON.stringify(net.inputs[0].shape);
+    const outShape = JSON.stringify(net.outputs[0].shape);
+    if (
+      net.inputs.length !== 1 || net.outputs.length !== 1 ||
+      inShape !== JSON.stringify([null, IMAGE_SIZE, IMAGE_SIZE, 1]) ||
+      outShape !== JSON.stringify([null, NUM_CLASSES])
+    ) {
+      throw fail(`expected a model from [n,28,28,1] to [n,10], got ${inShape} to ${outShape}`);
+    }
+  } catch (error) {
     net.dispose();
-    throw fail(`expected a model from [n,28,28,1] to [n,10], got ${inShape} to ${outShape}`);
+    throw error;
   }
-  return wrapLayersModel(net, json.userDefinedMetadata?.tinymnist?.preset ?? "custom");
+  const preset = json.userDefinedMetadata?.tinymnist?.preset;
+  return wrapLayersModel(net, typeof preset === "string" ? preset : "custom");
+}
+
+/** The largest number anywhere in a JSON value (0 if none). */
+function largestNumber(value: unknown): number {
+  if (typeof value === "number") return Number.isNaN(value) ? Infinity : Math.abs(value);
+  if (typeof value !== "object" || value === null) return 0;
+  let max = 0;
+  for (const v of Object.values(value)) max = Math.max(max, largestNumber(v));
+  return max;
+}
+
+/** Check `weightsManifest`: groups of plain shard names and weight specs. */
+function checkManifest(
+  manifest: unknown,
+  fail: (detail: string) => ModelFileError,
+): ManifestGroup[] {
+  if (!Array.isArray(manifest) || manifest.length === 0) {
+    throw fail("expected model.json to have a weightsManifest with at least one group, got none");
+  }
+  for (const [g, group] of manifest.entries()) {
+    const where = `weightsManifest[${g}]`;
+    if (typeof group !== "object" || group === null) {
+      throw fail(`expected ${where} to be an object, got ${JSON.stringify(group)}`);
+    }
+    if (!Array.isArray(group.paths) || group.paths.length === 0) {
+      throw fail(
+        `expected ${where}.paths to list the group's files, got ${JSON.stringify(group.paths)}`,
+      );
+    }
+    for (const name of group.paths) {
+      // Plain names only: a manifest must not reach outside the model's folder.
+      if (typeof name !== "string" || !/^[^/\\]+$/.test(name) || name === "." || name === "..") {
+        throw fail(`expected ${where}.paths to hold plain file names, got ${JSON.stringify(name)}`);
+      }
+    }
+    if (!Array.isArray(group.weights)) {
+      throw fail(
+        `expected ${where}.weights to list the weights, got ${JSON.stringify(group.weights)}`,
+      );
+    }
+    for (const spec of group.weights) {
+      if (typeof spec !== "object" || spec === null || typeof spec.name !== "string") {
+        throw fail(
+          `expected each entry of ${where}.weights to have a name, got ${JSON.stringify(spec)}`,
+        );
+      }
+    }
+  }
+  return manifest as ManifestGroup[];
+}
+
+/** The bytes a weight spec takes in its shard, checking shape and dtype. */
+function specBytes(
+  spec: tf.io.WeightsManifestEntry,
+  fail: (detail: string) => ModelFileError,
+): number {
+  const { shape, dtype = "float32", quantization } = spec;
+  if (
+    !Array.isArray(shape) ||
+    !shape.every((d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0)
+  ) {
+    throw fail(`weight "${spec.name}" has an invalid shape ${JSON.stringify(shape)}`);
+  }
+  let bytes = BYTES_PER[dtype];
+  if (quantization !== undefined) {
+    bytes = QUANTIZED_BYTES_PER[quantization?.dtype];
+    const { scale, min } = quantization ?? {};
+    const finite = (x: unknown) => x === undefined || Number.isFinite(x);
+    if (dtype !== "float32" || !bytes || !finite(scale) || !finite(min)) {
+      throw fail(
+        `weight "${spec.name}" has an invalid quantization ${JSON.stringify(quantization)}`,
+      );
+    }
+  }
+  if (!bytes) throw fail(`weight "${spec.name}" has an unsupported dtype ${JSON.stringify(dtype)}`);
+  return bytes * shape.reduce((a: number, b: number) => a * b, 1);
 }

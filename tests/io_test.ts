@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { selectBackend } from "../lib/backend.ts";
+import { createRng } from "../lib/rng.ts";
 import { loadModel, ModelFileError, modelFolderName, saveModel } from "../lib/io.ts";
-import { createModel } from "../lib/model.ts";
+import * as tf from "@tensorflow/tfjs";
+import { type Classifier, createModel, layersModelOf } from "../lib/model.ts";
 
 await selectBackend("cpu");
 const images = new Float32Array(4 * 784).map((_, i) => (i * 104729 % 256) / 255);
@@ -59,7 +61,7 @@ Deno.test("corrupt or truncated model files are a ModelFileError, not a crash in
     await assert.rejects(loadModel(path), {
       name: "ModelFileError",
       message:
-        `Cannot load model "${path}": expected weights.bin to have ${weights.length} bytes, got ${
+        `Cannot load model "${path}": expected weight group 1 ("weights.bin") to have ${weights.length} bytes, got ${
           weights.length - 100
         }`,
     });
@@ -79,10 +81,241 @@ Deno.test("corrupt or truncated model files are a ModelFileError, not a crash in
         `Cannot load model "${path}": expected model.json to have a modelTopology object, got none`,
     });
 
+    await Deno.writeTextFile(`${path}/model.json`, json);
     await Deno.remove(`${path}/weights.bin`);
     await assert.rejects(loadModel(path), {
       name: "ModelFileError",
       message:
-        `Cannot load model "${path}": expected model.json and weights.bin in the folder, but they are missing`,
+        `Cannot load model "${path}": expected weights file "${path}/weights.bin", but it is missing`,
+    });
+    await assert.rejects(loadModel(`${dir}/nothing`), {
+      name: "ModelFileError",
+      message:
+        `Cannot load model "${dir}/nothing": expected the model's JSON file "${dir}/nothing/model.json", but it is missing`,
     });
   }));
+
+/** A saved model's files, parsed. */
+async function savedFiles(model: Classifier, dir: string) {
+  const path = await saveModel(model, dir);
+  const json = JSON.parse(await Deno.readTextFile(`${path}/model.json`));
+  const weights = await Deno.readFile(`${path}/weights.bin`);
+  return { path, json, weights };
+}
+
+Deno.test("the standard layers format loads: converter shard names, several shards, several groups", () =>
+  withTempDir(async (dir) => {
+    const model = createModel({ seed: 5 });
+    const expected = await model.predict(images);
+    const { json, weights } = await savedFiles(model, dir);
+    const specs = json.weightsManifest[0].weights as { name: string; shape: number[] }[];
+    const write = async (name: string, manifest: unknown, files: Record<string, Uint8Array>) => {
+      await Deno.mkdir(`${dir}/${name}`);
+      await Deno.writeTextFile(
+        `${dir}/${name}/model.json`,
+        JSON.stringify({ ...json, weightsManifest: manifest }),
+      );
+      for (const [file, bytes] of Object.entries(files)) {
+        await Deno.writeFile(`${dir}/${name}/${file}`, bytes);
+      }
+      return `${dir}/${name}`;
+    };
+    // What the TensorFlow.js converter writes for a small model.
+    const converter = await write("converter", [{
+      paths: ["group1-shard1of1.bin"],
+      weights: specs,
+    }], { "group1-shard1of1.bin": weights });
+    // One group in three shards of uneven size (shards split bytes, not weights).
+    const cuts = [0, 1000, 40_001, weights.length];
+    const shardNames = ["group1-shard1of3.bin", "group1-shard2of3.bin", "group1-shard3of3.bin"];
+    const sharded = await write(
+      "sharded",
+      [{ paths: shardNames, weights: specs }],
+      Object.fromEntries(shardNames.map((n, i) => [n, weights.slice(cuts[i], cuts[i + 1])])),
+    );
+    // One group per weight, each in its own file.
+    let offset = 0;
+    const groups = specs.map((spec, i) => {
+      const bytes = 4 * spec.shape.reduce((a, b) => a * b, 1);
+      const file = weights.slice(offset, offset += bytes);
+      return { manifest: { paths: [`group${i + 1}-shard1of1.bin`], weights: [spec] }, file };
+    });
+    const grouped = await write(
+      "grouped",
+      groups.map((g) => g.manifest),
+      Object.fromEntries(groups.map((g) => [g.manifest.paths[0], g.file])),
+    );
+    for (const path of [converter, sharded, grouped]) {
+      const loaded = await loadModel(path);
+      assert.deepEqual(await loaded.predict(images), expected, path);
+      loaded.dispose();
+    }
+    // Plain TensorFlow.js reads the same bytes the same way.
+    const plain = await tf.loadLayersModel(tf.io.fromMemory({
+      modelTopology: json.modelTopology,
+      weightSpecs: specs as tf.io.WeightsManifestEntry[],
+      weightData: weights.slice().buffer,
+    }));
+    const plainOut = plain.predict(tf.tensor4d(images, [4, 28, 28, 1])) as tf.Tensor;
+    assert.deepEqual(await plainOut.data(), expected);
+    plain.dispose();
+    tf.dispose(plainOut);
+    // A missing shard is named.
+    await Deno.remove(`${sharded}/group1-shard2of3.bin`);
+    await assert.rejects(loadModel(sharded), {
+      name: "ModelFileError",
+      message:
+        `Cannot load model "${sharded}": expected weights file "${sharded}/group1-shard2of3.bin", but it is missing`,
+    });
+    // A manifest cannot reach outside the folder.
+    const outside = await write("outside", [{
+      paths: ["../converter/group1-shard1of1.bin"],
+      weights: specs,
+    }], {});
+    await assert.rejects(loadModel(outside), {
+      name: "ModelFileError",
+      message:
+        `Cannot load model "${outside}": expected weightsManifest[0].paths to hold plain file names, got "../converter/group1-shard1of1.bin"`,
+    });
+    model.dispose();
+  }));
+
+Deno.test("a path to a .json file means that file and the folder it is in", () =>
+  withTempDir(async (dir) => {
+    const model = createModel({ seed: 6 });
+    const expected = await model.predict(images);
+    const path = await saveModel(model, dir);
+    model.dispose();
+    const cwd = Deno.cwd();
+    Deno.chdir(path);
+    try {
+      const loaded = await loadModel("model.json"); // not /model.json
+      assert.deepEqual(await loaded.predict(images), expected);
+      loaded.dispose();
+    } finally {
+      Deno.chdir(cwd);
+    }
+    await Deno.rename(`${path}/model.json`, `${path}/digits-model.json`);
+    const renamed = await loadModel(`${path}/digits-model.json`); // not the folder …/digits
+    assert.deepEqual(await renamed.predict(images), expected);
+    renamed.dispose();
+    await assert.rejects(loadModel(`${path}/other-model.json`), {
+      name: "ModelFileError",
+      message:
+        `Cannot load model "${path}/other-model.json": expected the model's JSON file "${path}/other-model.json", but it is missing`,
+    });
+  }));
+
+Deno.test("saved model folders and files get the umask's modes, not a temp folder's 0700", () =>
+  withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/reference`);
+    await Deno.writeFile(`${dir}/reference/file`, new Uint8Array(1));
+    const folderMode = Deno.statSync(`${dir}/reference`).mode! & 0o777;
+    const fileMode = Deno.statSync(`${dir}/reference/file`).mode! & 0o777;
+    assert.notEqual(folderMode, 0o700, "this test needs a umask that lets others read");
+    const model = createModel();
+    const path = await saveModel(model, `${dir}/models`);
+    model.dispose();
+    assert.equal(Deno.statSync(path).mode! & 0o777, folderMode);
+    for (const file of ["model.json", "weights.bin"]) {
+      assert.equal(Deno.statSync(`${path}/${file}`).mode! & 0o777, fileMode);
+    }
+  }));
+
+/** Overwrite every value of the first weight of a model's file, keeping its size. */
+async function spoilFirstWeight(path: string, values: number[]) {
+  const weights = await Deno.readFile(`${path}/weights.bin`);
+  const floats = new Float32Array(weights.buffer);
+  values.forEach((v, i) => floats[i] = v);
+  await Deno.writeFile(`${path}/weights.bin`, weights);
+}
+
+Deno.test("non-finite weights: loadModel names the weight, classify never answers, saveModel refuses", () =>
+  withTempDir(async (dir) => {
+    const model = createModel();
+    const { path, json } = await savedFiles(model, dir);
+    const first = json.weightsManifest[0].weights[0].name;
+    await spoilFirstWeight(path, [NaN, Infinity, -Infinity]);
+    await assert.rejects(loadModel(path), {
+      name: "ModelFileError",
+      message:
+        `Cannot load model "${path}": expected finite weights, got 3 non-finite values in "${first}"`,
+    });
+
+    const net = layersModelOf(model);
+    const broken = net.getWeights().map((w, i) => i === 0 ? tf.fill(w.shape, NaN) : w.clone());
+    net.setWeights(broken);
+    tf.dispose(broken);
+    await assert.rejects(model.classify(images), {
+      name: "RangeError",
+      message:
+        "Cannot classify: expected finite probabilities, got NaN for image 0 (the model's weights are not finite; retrain it)",
+    });
+    await assert.rejects(saveModel(model, `${dir}/refused`), {
+      name: "RangeError",
+      message:
+        `Cannot save model: expected finite weights, got 144 non-finite values in "${first}"`,
+    });
+    assert.equal(await Deno.stat(`${dir}/refused`).catch(() => null), null);
+    model.dispose();
+  }));
+
+Deno.test({
+  name:
+    "saving survives SIGKILL at any moment: every model folder present loads, temps are cleaned",
+  // Each kill is of a child started for it; the delays are seeded.
+  fn: () =>
+    withTempDir(async (dir) => {
+      const KILLS = 220, SEED = 9, MAX_DELAY_MS = 20;
+      const model = createModel({ seed: 8 });
+      const expected = await model.predict(images);
+      const source = await saveModel(model, `${dir}/source`);
+      const target = `${dir}/models`;
+      await Deno.mkdir(target);
+      const rng = createRng(SEED);
+      const child = new URL("./_save_child.ts", import.meta.url).pathname;
+      for (let k = 0; k < KILLS; k++) {
+        const process = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            `--allow-read`,
+            `--allow-write=${target}`,
+            child,
+            source,
+            target,
+            String(k),
+          ],
+          stdout: "piped",
+          stderr: "inherit",
+        }).spawn();
+        const reader = process.stdout.getReader();
+        const first = await Promise.race([
+          reader.read(),
+          new Promise<null>((resolve) => setTimeout(() => resolve(null), 30_000)),
+        ]);
+        assert.ok(first?.value, `child ${k} did not start within 30 s`);
+        await new Promise((resolve) => setTimeout(resolve, rng.next() * MAX_DELAY_MS));
+        process.kill("SIGKILL");
+        const status = await process.status;
+        assert.equal(status.signal, "SIGKILL", `child ${k} ended before it was killed`);
+        reader.releaseLock();
+        await process.stdout.cancel();
+      }
+      const entries = () => [...Deno.readDirSync(target)].map((e) => e.name);
+      const temps = entries().filter((n) => n.startsWith("."));
+      // The kills must have hit saves half-way, or this test proves nothing.
+      assert.ok(temps.length > 0, "no kill left a temporary folder behind");
+      const folders = entries().filter((n) => n.startsWith("mnist_model_"));
+      // …and some saves must have finished, or there is nothing to load.
+      assert.ok(folders.length > KILLS / 4, `expected finished saves, got ${folders.length}`);
+      for (const name of folders) {
+        const loaded = await loadModel(`${target}/${name}`);
+        assert.deepEqual(await loaded.predict(images), expected, name);
+        loaded.dispose();
+      }
+      // The next save removes what the killed ones left.
+      await saveModel(model, target);
+      assert.deepEqual(entries().filter((n) => n.startsWith(".")), []);
+      model.dispose();
+    }),
+});

@@ -53,6 +53,61 @@ Options:
 /** A bad flag or value: printed as one line, exit code 2. */
 class UsageError extends Error {}
 
+/**
+ * Something that would fail after training (e.g. saving), found before it
+ * starts: printed as one line with the fix, exit code 2.
+ */
+class PreflightError extends UsageError {}
+
+/**
+ * The permissions `deno task train` runs with (deno.json's `train` task;
+ * a test keeps the two equal). Used to print the exact command that widens
+ * them.
+ */
+export const TRAIN_PERMISSIONS: readonly string[] = [
+  "--allow-read",
+  "--allow-write=./models,./data",
+  "--allow-net=ossci-datasets.s3.amazonaws.com,storage.googleapis.com,raw.githubusercontent.com",
+  "--allow-env=TINYMNIST_DATA_DIR,TINYMNIST_DISABLE_WEBGPU",
+];
+
+/** Quote a word for a POSIX shell where needed. */
+const shellWord = (word: string) =>
+  /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+
+/**
+ * Check, before any training, that the model can be saved under `out`:
+ * write permission (with the exact command that grants it) and a writable
+ * folder (created if missing, as saving would).
+ */
+async function checkSaveFolder(out: string, args: readonly string[]): Promise<void> {
+  const action = `Cannot save the model in ${JSON.stringify(out)}`;
+  const { state } = await Deno.permissions.query({ name: "write", path: out });
+  if (state !== "granted") {
+    const flags = TRAIN_PERMISSIONS.map((flag) =>
+      flag.startsWith("--allow-write=") ? `${flag},${out}` : flag
+    );
+    const command = ["deno", "run", ...flags, "lib/cli.ts", "train", ...args].map(shellWord);
+    throw new PreflightError(
+      `${action}: expected write permission for it, got none (deno task train may write to ./models only); run instead: ${
+        command.join(" ")
+      }`,
+    );
+  }
+  try {
+    await Deno.mkdir(out, { recursive: true });
+    const probe = await Deno.makeTempFile({ dir: out, prefix: ".tinymnist-write-check-" });
+    await Deno.remove(probe);
+  } catch (error) {
+    const why = error instanceof Deno.errors.AlreadyExists
+      ? "it is a file"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "the system refuses to write there"
+      : (error as Error).message;
+    throw new PreflightError(`${action}: expected a writable folder, got an error (${why})`);
+  }
+}
+
 function integer(name: string, value: string | undefined, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -143,8 +198,8 @@ async function trainCommand(args: string[]): Promise<number> {
   const batchSize = integer("batch-size", values["batch-size"], 64);
   const seed = integer("seed", values.seed, 42, 0);
   const learningRate = values.lr === undefined ? undefined : Number(values.lr);
-  if (learningRate !== undefined && !(learningRate > 0)) {
-    throw new UsageError(`--lr expects a positive number, got "${values.lr}"`);
+  if (learningRate !== undefined && !(learningRate > 0 && learningRate <= 1)) {
+    throw new UsageError(`--lr expects a number in (0, 1], got "${values.lr}"`);
   }
   const miniEpochs = integer("mini-epochs", values["mini-epochs"], 1);
   const workers = values.workers === undefined
@@ -174,6 +229,7 @@ async function trainCommand(args: string[]): Promise<number> {
   const out = values.out ?? "./models";
   const json = values.json ?? false;
   const say = (line: string) => (json ? err(line + "\n") : console.log(line));
+  if (!values["no-save"]) await checkSaveFolder(out, args);
 
   const selection = await selectBackend(backend);
   say(`backend: ${selection.description}`);
@@ -295,7 +351,8 @@ export async function main(args: string[]): Promise<number> {
       (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     // node:util's parse errors run to several lines; the first says it all.
     const message = (error as Error).message.split("\n")[0].replace(/\. To specify .*$/, "");
-    err(`error: ${message}${usage ? " (see --help)" : ""}\n`);
+    const hint = usage && !(error instanceof PreflightError) ? " (see --help)" : "";
+    err(`error: ${message}${hint}\n`);
     return usage ? 2 : 1;
   }
 }

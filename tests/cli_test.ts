@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { main } from "../lib/cli.ts";
+import { main, TRAIN_PERMISSIONS } from "../lib/cli.ts";
 
 /** Run the CLI in-process; returns its exit code and what it wrote to stderr. */
 async function run(args: string[]): Promise<{ code: number; stderr: string }> {
@@ -25,7 +25,10 @@ for (
       ["--dataset", "cifar"],
       'error: --dataset expects one of mnist, fashion-mnist, got "cifar" (see --help)',
     ],
-    [["--lr=-1"], 'error: --lr expects a positive number, got "-1" (see --help)'],
+    [["--lr=-1"], 'error: --lr expects a number in (0, 1], got "-1" (see --help)'],
+    [["--lr", "Infinity"], 'error: --lr expects a number in (0, 1], got "Infinity" (see --help)'],
+    [["--lr", "1e999"], 'error: --lr expects a number in (0, 1], got "1e999" (see --help)'],
+    [["--lr", "NaN"], 'error: --lr expects a number in (0, 1], got "NaN" (see --help)'],
     [["--workers", "-1"], "error: Option '--workers' argument is ambiguous. (see --help)"],
     [["--workers=1.5"], 'error: --workers expects an integer ≥ 0, got "1.5" (see --help)'],
     [["--lr", "-1"], "error: Option '--lr' argument is ambiguous. (see --help)"],
@@ -48,4 +51,65 @@ Deno.test("a missing data directory is exit code 1 with the folder named", async
   const { code, stderr } = await run(["--backend", "cpu", "--data-dir", "/nonexistent/mnist"]);
   assert.equal(code, 1);
   assert.match(stderr, /\/nonexistent\/mnist/);
+});
+
+/** The `deno run` flags of a task in deno.json. */
+async function taskFlags(task: string): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const words = (config.tasks[task] as string).split(" ");
+  return words.slice(2, words.indexOf("lib/cli.ts"));
+}
+
+/** Run `deno run FLAGS lib/cli.ts ARGS` in a new process, as `deno task` would. */
+async function runProcess(flags: string[], args: string[]) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...flags, "lib/cli.ts", ...args],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code, stdout: text(stdout), stderr: text(stderr) };
+}
+
+Deno.test("the CLI's idea of the train task's permissions is deno.json's", async () => {
+  assert.deepEqual(await taskFlags("train"), TRAIN_PERMISSIONS);
+});
+
+Deno.test("--out outside the task's write permission fails before training, with the command to use", async () => {
+  const out = await Deno.makeTempDir({ prefix: "tinymnist-elsewhere-" });
+  try {
+    const args = ["train", "--out", out, "--backend", "cpu"];
+    const { code, stdout, stderr } = await runProcess(await taskFlags("train"), args);
+    const widened = TRAIN_PERMISSIONS.map((f) =>
+      f.startsWith("--allow-write=") ? `${f},${out}` : f
+    );
+    assert.equal(code, 2, stderr);
+    assert.equal(stdout, "", "nothing started: no backend, data or training lines");
+    assert.equal(
+      stderr,
+      `error: Cannot save the model in "${out}": expected write permission for it, got none (deno task train may write to ./models only); run instead: deno run ${
+        widened.join(" ")
+      } lib/cli.ts train ${args.slice(1).join(" ")}\n`,
+    );
+    // The command it prints gets past the check (and here stops at the missing data).
+    const retry = await runProcess(widened, [...args, "--data-dir", "/nonexistent/mnist"]);
+    assert.equal(retry.code, 1, retry.stderr);
+    assert.match(retry.stderr, /^error: Cannot load dataset "mnist".*"\/nonexistent\/mnist"/m);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("--out naming a file fails before training", async () => {
+  const file = await Deno.makeTempFile();
+  try {
+    const { code, stderr } = await run(["--out", file, "--backend", "cpu"]);
+    assert.equal(code, 2);
+    assert.equal(
+      stderr,
+      `error: Cannot save the model in "${file}": expected a writable folder, got an error (it is a file)\n`,
+    );
+  } finally {
+    await Deno.remove(file);
+  }
 });

@@ -90,6 +90,7 @@ export {
   type LabelledImages,
   NUM_CLASSES,
 } from "./lib/images.ts";
+export { type PixelImage, preprocessDigit } from "./lib/preprocess.ts";
 export {
   type Classifier,
   countParams,

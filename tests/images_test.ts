@@ -8,6 +8,7 @@ import { selectBackend } from "../lib/backend.ts";
 import { evaluate, noiseRobustness, robustness } from "../lib/evaluate.ts";
 import { checkImages, checkLabelled, type LabelledImages } from "../lib/images.ts";
 import { createModel } from "../lib/model.ts";
+import { preprocessDigit } from "../lib/preprocess.ts";
 import { renderPreview } from "../lib/preview.ts";
 import { createRng } from "../lib/rng.ts";
 import { train } from "../lib/train.ts";
@@ -125,5 +126,20 @@ Deno.test("one RGBA image is never read as four images", async () => {
     name: "RangeError",
     message: "Cannot classify: expected count to be a positive integer, got 0",
   });
+  model.dispose();
+});
+
+Deno.test("canvas RGBA pixel data becomes one model input with preprocessDigit", async () => {
+  const model = createModel({ preset: "seed" });
+  const digit = real.images.subarray(0, 784);
+  // What a canvas ImageData holds for a light digit drawn on black: bytes, RGBA.
+  const data = new Uint8ClampedArray(784 * 4);
+  digit.forEach((v, i) => data.set([255 * v, 255 * v, 255 * v, 255], 4 * i));
+  const input = preprocessDigit({ width: 28, height: 28, data });
+  assert.equal(input.length, 784);
+  let diff = 0;
+  input.forEach((v, i) => diff += Math.abs(v - digit[i]) / 784);
+  assert.ok(diff < 0.002, `mean absolute difference ${diff}`);
+  assert.deepEqual(await model.classify(input, { count: 1 }), await model.classify(digit));
   model.dispose();
 });

@@ -148,14 +148,17 @@ interface ManifestGroup {
  * `model.save("file://…")` write (`group1-shard1of1.bin`, several shards,
  * several weight groups). Everything is checked before TensorFlow.js sees
  * it: the JSON, the manifest (shard names must be plain file names in the
- * folder), each group's byte size, every number in the topology, that every
- * weight is finite, and that the model maps 28×28×1 images to 10 classes.
+ * folder), each group's byte size, every number and layer name in the
+ * topology, that every weight is finite, that the model maps 28×28×1 images
+ * to 10 classes, and that a blank image comes out as 10 finite probabilities
+ * (a corrupt layer option would otherwise fail only at the first predict).
  *
  * @param path The model folder, or the path of its JSON file (any name
  * ending in `.json`; the shards are read from the folder it is in).
  * @returns The loaded classifier.
  * @throws {ModelFileError} When a file is missing, corrupt or truncated, a
- * weight is not finite, or the model is not a 28×28 → 10 classifier.
+ * weight is not finite, or the model is not a working 28×28 → 10 classifier.
+ * @throws {TypeError} When `path` is not a non-empty string.
  *
  * @example A missing folder is a ModelFileError
  * ```ts
@@ -212,6 +215,10 @@ export async function loadModel(path: string): Promise<Classifier> {
       `expected numbers in modelTopology up to ${MAX_TOPOLOGY_NUMBER}, got ${huge} (corrupt file?)`,
     );
   }
+  const badName = invalidName(json.modelTopology);
+  if (badName !== undefined) {
+    throw fail(`expected layer names in modelTopology to be valid tensor names, got ${badName}`);
+  }
   const groups = checkManifest(json.weightsManifest, fail);
   const specs: tf.io.WeightsManifestEntry[] = [];
   const parts: Uint8Array[] = [];
@@ -233,16 +240,7 @@ export async function loadModel(path: string): Promise<Classifier> {
   const weightData = new Uint8Array(parts.reduce((sum, b) => sum + b.byteLength, 0));
   parts.reduce((offset, b) => (weightData.set(b, offset), offset + b.byteLength), 0);
 
-  let net: tf.LayersModel;
-  try {
-    net = await tf.loadLayersModel(tf.io.fromMemory({
-      modelTopology: json.modelTopology as tf.io.ModelJSON["modelTopology"],
-      weightSpecs: specs,
-      weightData: weightData.buffer,
-    }));
-  } catch (error) {
-    throw fail(`TensorFlow.js rejected the model (${(error as Error)?.message ?? error})`);
-  }
+  const net = await oneAtATime(() => buildModel(json.modelTopology, specs, weightData, fail));
   try {
     for (const w of net.weights) {
       const bad = countNonFinite(w.read().dataSync() as Float32Array);
@@ -255,9 +253,27 @@ export async function loadModel(path: string): Promise<Classifier> {
     if (
       net.inputs.length !== 1 || net.outputs.length !== 1 ||
       inShape !== JSON.stringify([null, IMAGE_SIZE, IMAGE_SIZE, 1]) ||
-      outShape !== JSON.stringify([null, NUM_CLASSES])
+      outShape !== JSON.stringify([null, NUM_CLASSES]) || net.inputs[0].dtype !== "float32"
     ) {
       throw fail(`expected a model from [n,28,28,1] to [n,10], got ${inShape} to ${outShape}`);
+    }
+    // The topology can still be wrong inside (a corrupt layer option): one blank
+    // image must come out as 10 finite probabilities.
+    let probabilities: Float32Array;
+    try {
+      probabilities = tf.tidy(() =>
+        (net.predict(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE, 1])) as tf.Tensor)
+          .dataSync() as Float32Array
+      );
+    } catch (error) {
+      throw fail(`TensorFlow.js cannot run the model (${(error as Error)?.message ?? error})`);
+    }
+    if (probabilities.length !== NUM_CLASSES || countNonFinite(probabilities) > 0) {
+      throw fail(
+        `expected a blank image to give ${NUM_CLASSES} finite probabilities, got [${
+          probabilities.join(", ")
+        }]`,
+      );
     }
   } catch (error) {
     net.dispose();
@@ -265,6 +281,72 @@ export async function loadModel(path: string): Promise<Classifier> {
   }
   const preset = json.userDefinedMetadata?.tinymnist?.preset;
   return wrapLayersModel(net, typeof preset === "string" ? preset : "custom");
+}
+
+/**
+ * Build the model from its topology, then set its weights, so that what
+ * TensorFlow.js made before rejecting either is freed here (its own
+ * `loadLayersModel` leaks the decoded weights when they do not fit).
+ */
+async function buildModel(
+  topology: unknown,
+  specs: tf.io.WeightsManifestEntry[],
+  weightData: Uint8Array,
+  fail: (detail: string) => ModelFileError,
+): Promise<tf.LayersModel> {
+  const rejected = (error: unknown) =>
+    fail(`TensorFlow.js rejected the model (${(error as Error)?.message ?? error})`);
+  // Called one load at a time, so the variables made meanwhile are this load's.
+  const variablesBefore = new Set(Object.keys(tf.engine().registeredVariables));
+  let net: tf.LayersModel;
+  try {
+    net = await tf.loadLayersModel(tf.io.fromMemory({
+      modelTopology: topology as tf.io.ModelJSON["modelTopology"],
+    }));
+  } catch (error) {
+    for (const [name, variable] of Object.entries(tf.engine().registeredVariables)) {
+      if (!variablesBefore.has(name)) variable.dispose();
+    }
+    throw rejected(error);
+  }
+  let weights: tf.NamedTensorMap = {};
+  try {
+    // In a tidy: a decode that fails half-way frees what it had decoded.
+    weights = tf.tidy(() => tf.io.decodeWeights(weightData.buffer as ArrayBuffer, specs));
+    net.loadWeights(weights, true);
+    return net;
+  } catch (error) {
+    net.dispose();
+    throw rejected(error);
+  } finally {
+    tf.dispose(Object.values(weights));
+  }
+}
+
+let queue: Promise<unknown> = Promise.resolve();
+/** Run `task` after every task queued before it has settled. */
+function oneAtATime<T>(task: () => Promise<T>): Promise<T> {
+  const result = queue.then(task, task);
+  queue = result.catch(() => {});
+  return result;
+}
+
+/** Names TensorFlow.js accepts for tensors and variables (its own rule). */
+const TENSOR_NAME = /^[A-Za-z0-9][-A-Za-z0-9._/]*$/;
+
+/**
+ * The first `"name"` field of a JSON value that is not a valid tensor name,
+ * as JSON, or undefined. Checked before TensorFlow.js builds the model,
+ * which would fail half-way (and leak a tensor) on such a name.
+ */
+function invalidName(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  for (const [key, v] of Object.entries(value)) {
+    if (key === "name" && !(typeof v === "string" && TENSOR_NAME.test(v))) return JSON.stringify(v);
+    const inner = invalidName(v);
+    if (inner !== undefined) return inner;
+  }
+  return undefined;
 }
 
 /** The largest number anywhere in a JSON value (0 if none). */
@@ -321,7 +403,7 @@ function specBytes(
   spec: tf.io.WeightsManifestEntry,
   fail: (detail: string) => ModelFileError,
 ): number {
-  const { shape, dtype = "float32", quantization } = spec;
+  const { shape, dtype, quantization } = spec;
   if (
     !Array.isArray(shape) ||
     !shape.every((d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0)

@@ -90,7 +90,7 @@ export async function saveModel(
 ): Promise<string> {
   const net = layersModelOf(model);
   for (const w of net.weights) {
-    const bad = countNonFinite(w.read().dataSync() as Float32Array);
+    const bad = countNonFinite(await w.read().data() as Float32Array);
     if (bad > 0) {
       throw new RangeError(
         `Cannot save model: expected finite weights, got ${bad} non-finite values in "${w.originalName}"`,
@@ -243,7 +243,7 @@ export async function loadModel(path: string): Promise<Classifier> {
   const net = await oneAtATime(() => buildModel(json.modelTopology, specs, weightData, fail));
   try {
     for (const w of net.weights) {
-      const bad = countNonFinite(w.read().dataSync() as Float32Array);
+      const bad = countNonFinite(await w.read().data() as Float32Array);
       if (bad > 0) {
         throw fail(`expected finite weights, got ${bad} non-finite values in "${w.originalName}"`);
       }
@@ -261,10 +261,11 @@ export async function loadModel(path: string): Promise<Classifier> {
     // image must come out as 10 finite probabilities.
     let probabilities: Float32Array;
     try {
-      probabilities = tf.tidy(() =>
-        (net.predict(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE, 1])) as tf.Tensor)
-          .dataSync() as Float32Array
+      const output = tf.tidy(() =>
+        net.predict(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE, 1])) as tf.Tensor
       );
+      probabilities = await output.data() as Float32Array; // async: webgpu cannot read synchronously
+      output.dispose();
     } catch (error) {
       throw fail(`TensorFlow.js cannot run the model (${(error as Error)?.message ?? error})`);
     }

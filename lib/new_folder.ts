@@ -4,16 +4,17 @@
  * into a hidden temporary folder, are flushed to disk (fsync), and the folder
  * is renamed into place, after which its parent is flushed too. Temporary
  * folders left by a killed writer are removed by the next write into the same
- * parent. Has no TensorFlow.js dependency, so a crash test can start it fast.
+ * parent (a writer holds a lock on its folder, which the system drops when the
+ * writer dies). Has no TensorFlow.js dependency, so a crash test can start it fast.
  *
  * @module
  */
 
-/** Prefix and suffix of the temporary folders, e.g. `.mnist_model_x.tmp-1234-…`. */
-const TEMP_PATTERN = /^\..+\.tmp-(\d+)-[0-9a-f]{8}$/;
+/** The temporary folders' names, e.g. `.mnist_model_x.tmp-1f2e3d4c`. */
+const TEMP_PATTERN = /^\..+\.tmp-[0-9a-f]{8}$/;
 /**
- * A temporary folder whose writer cannot be checked (no `/proc`) is stale
- * after this long; a save takes milliseconds.
+ * A temporary folder whose lock cannot be tried (a platform without
+ * `flock` on folders) is stale after this long; a save takes milliseconds.
  */
 const STALE_MS = 60 * 60 * 1000;
 
@@ -33,37 +34,36 @@ async function fsync(path: string): Promise<void> {
   await file.sync();
 }
 
-/** Whether process `pid` is alive; `undefined` when this cannot be told. */
-async function processAlive(pid: number): Promise<boolean | undefined> {
-  if (pid === Deno.pid) return true;
-  try {
-    await Deno.lstat(`/proc/${pid}`);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      return (await exists("/proc/self")) ? false : undefined;
-    }
-    return undefined; // no permission to read /proc, or no /proc at all
-  }
-}
-
 /**
- * Remove the temporary folders in `parent` whose writer is gone: its process
- * has exited (Linux's `/proc`), or, where that cannot be checked, the folder
- * is over an hour old. A folder being written by a live process is left alone.
+ * Remove the temporary folders in `parent` whose writer is gone. A writer
+ * holds an exclusive lock on its folder until the folder is in place; the
+ * system drops the lock when the writer dies, however it dies. So a folder
+ * that can be locked now is stale (process ids would not do: they are reused).
  */
 async function removeStaleTemps(parent: string): Promise<void> {
-  for await (const entry of Deno.readDir(parent)) {
-    const match = TEMP_PATTERN.exec(entry.name);
-    if (!match || !entry.isDirectory) continue;
+  // Listed first, removed after: removing entries while reading a folder can skip others.
+  const entries = await Array.fromAsync(Deno.readDir(parent));
+  for (const entry of entries) {
+    if (!TEMP_PATTERN.test(entry.name) || !entry.isDirectory) continue;
     const path = `${parent}/${entry.name}`;
-    const alive = await processAlive(Number(match[1]));
-    if (alive === true) continue;
-    if (alive === undefined) {
-      const { mtime } = await Deno.lstat(path);
-      if (mtime === null || Date.now() - mtime.getTime() < STALE_MS) continue;
+    let folder: Deno.FsFile;
+    try {
+      folder = await Deno.open(path, { read: true });
+    } catch {
+      continue; // gone meanwhile (its writer renamed it into place)
     }
-    await Deno.remove(path, { recursive: true }).catch(() => {});
+    try {
+      let stale: boolean;
+      try {
+        stale = await folder.tryLock(true);
+      } catch {
+        const { mtime } = await folder.stat();
+        stale = mtime !== null && Date.now() - mtime.getTime() > STALE_MS;
+      }
+      if (stale) await Deno.remove(path, { recursive: true }).catch(() => {});
+    } finally {
+      folder.close();
+    }
   }
 }
 
@@ -86,10 +86,30 @@ export async function writeNewFolder(
 ): Promise<string> {
   await Deno.mkdir(parent, { recursive: true });
   await removeStaleTemps(parent);
+  for (let tries = 1;; tries++) {
+    try {
+      return await writeOnce(parent, name, files);
+    } catch (error) {
+      // Another writer's clean-up can take a folder in the instant between its
+      // mkdir and its lock; the files then vanish, and a second try is safe.
+      if (!(error instanceof Deno.errors.NotFound) || tries === 3) throw error;
+    }
+  }
+}
+
+/** One try of {@linkcode writeNewFolder}, after the clean-up. */
+async function writeOnce(
+  parent: string,
+  name: string,
+  files: Readonly<Record<string, Uint8Array>>,
+): Promise<string> {
   const random = crypto.getRandomValues(new Uint32Array(1))[0].toString(16).padStart(8, "0");
-  const temp = `${parent}/.${name}.tmp-${Deno.pid}-${random}`;
+  const temp = `${parent}/.${name}.tmp-${random}`;
   await Deno.mkdir(temp);
+  // Held until the folder is in place, so that no other writer's clean-up takes it.
+  using lock = await Deno.open(temp, { read: true });
   try {
+    await lock.lock(true);
     for (const [file, bytes] of Object.entries(files)) {
       using handle = await Deno.open(`${temp}/${file}`, { write: true, createNew: true });
       for (let written = 0; written < bytes.length;) {
@@ -97,7 +117,7 @@ export async function writeNewFolder(
       }
       await handle.sync();
     }
-    await fsync(temp);
+    await lock.sync(); // the folder's entries
     for (let i = 1;; i++) {
       const path = i === 1 ? `${parent}/${name}` : `${parent}/${name}_${i}`;
       if (await exists(path)) continue;

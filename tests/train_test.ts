@@ -80,11 +80,11 @@ Deno.test("invalid training options are RangeErrors with the value found", async
   const data = halves(4);
   await assert.rejects(train(model, data, { batchSize: 0 }), {
     name: "RangeError",
-    message: "Cannot train: expected batchSize to be a positive integer, got 0",
+    message: "Cannot train: expected batchSize to be an integer in [1, 65536], got 0",
   });
   await assert.rejects(train(model, data, { labelSmoothing: 1 }), {
     name: "RangeError",
-    message: "Cannot train: expected labelSmoothing in [0, 1), got 1",
+    message: "Cannot train: expected labelSmoothing in [0, 0.99], got 1",
   });
   await assert.rejects(train(model, { ...data, count: 5 }), {
     name: "RangeError",
@@ -92,7 +92,7 @@ Deno.test("invalid training options are RangeErrors with the value found", async
   });
   await assert.rejects(train(model, data, { workers: 1.5 }), {
     name: "RangeError",
-    message: "Cannot train: expected workers to be an integer ≥ 0, got 1.5",
+    message: "Cannot train: expected workers to be an integer in [0, 64], got 1.5",
   });
   model.dispose();
 });

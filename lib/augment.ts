@@ -14,7 +14,7 @@
  * @module
  */
 
-import { checkImages } from "./images.ts";
+import { checkImages, describe } from "./images.ts";
 import type { Rng } from "./rng.ts";
 
 /** Side of an MNIST image in pixels. */
@@ -147,17 +147,6 @@ export interface AugmentOptions {
 
 // ---------------------------------------------------------------------------
 // Validation
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "Array";
-  if (typeof value === "object") {
-    return (value as { constructor?: { name?: string } }).constructor?.name ??
-      "Object";
-  }
-  if (typeof value === "number") return String(value);
-  return typeof value;
-}
 
 /** Check a batch (the shared image check; an empty batch is allowed) and return its image count. */
 function countImages(action: string, images: unknown): number {

@@ -21,7 +21,8 @@ set and save it as <out>/mnist_model_YYYYMMDD_HHMMSS.
 Options:
   --epochs N         passes over the 60,000 training images (default 1)
   --batch-size N     images per step (default 64)
-  --lr X             peak learning rate of the one-cycle schedule (default 0.03)
+  --lr X             peak learning rate of the one-cycle schedule, in (0, 1]
+                     (default 0.03)
   --mini-epochs K    split the pass into K chunks with their own schedule (default 1)
   --hard-examples F  re-present the highest-loss examples for this fraction of
                      the pass, within the same budget (default 0.15)
@@ -35,7 +36,9 @@ Options:
                      $TINYMNIST_DATA_DIR, then data/<dataset>/, then download
   --dataset NAME     mnist or fashion-mnist (default mnist)
   --seed N           seed of weights and shuffling (default 42)
-  --out DIR          where to save the model (default ./models)
+  --out DIR          where to save the model (default ./models); checked before
+                     training: elsewhere needs a wider --allow-write, and the
+                     error prints the command that grants it
   --no-save          do not save the model
   --json             print a JSON summary as the last line of stdout
   --help             show this help`;

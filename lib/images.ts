@@ -32,19 +32,16 @@ export interface CheckImagesOptions {
    * @default {undefined} any whole number of images
    */
   count?: number;
-  /**
-   * Skip the pixel-range scan (for arrays this library made itself).
-   * @default {false}
-   */
-  trusted?: boolean;
 }
 
-function describe(value: unknown): string {
+/** How an unexpected value reads in an error message: its class, type or number. Internal. */
+export function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "Array";
   if (typeof value === "object") {
     return (value as { constructor?: { name?: string } }).constructor?.name ?? "Object";
   }
+  if (typeof value === "number") return String(value);
   return typeof value;
 }
 
@@ -112,7 +109,7 @@ export function checkImages(
       `Cannot ${action}: expected a multiple of ${IMAGE_PIXELS} pixels (n × 28 × 28), got ${images.length}`,
     );
   }
-  if (!options.trusted) checkPixelRange(images, action);
+  checkPixelRange(images, action);
   if (count === undefined && looksLikeRgba(images)) {
     throw new TypeError(
       `Cannot ${action}: expected grey images, got what looks like interleaved RGBA pixel data (every 4th value is 1, as an opaque alpha channel); convert it with preprocessDigit, or pass { count } to state how many images these are`,

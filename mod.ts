@@ -47,7 +47,14 @@ export {
   rotateBatch,
   shiftBatch,
 } from "./lib/augment.ts";
-export { encodePng } from "./lib/png.ts";
+export {
+  decodeImage,
+  encodeJpeg,
+  encodePng,
+  type EncodePngOptions,
+  ImageFormatError,
+  MAX_IMAGE_PIXELS,
+} from "./lib/image_file.ts";
 export { PREVIEW_ROWS, type PreviewOptions, renderPreview } from "./lib/preview.ts";
 export {
   encodeIdx,

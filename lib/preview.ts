@@ -7,7 +7,7 @@
 
 import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { checkImages } from "./images.ts";
-import { encodePng } from "./png.ts";
+import { encodePng } from "./image_file.ts";
 import { createRng } from "./rng.ts";
 
 const SIZE = 28;

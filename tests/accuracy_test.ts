@@ -1,27 +1,22 @@
 /**
  * The product's promise, on the real MNIST: one pass over the 60,000 training
  * images with the default recipe and seed on the wasm backend (2 data-parallel
- * workers by default; deterministic there), then the 10,000 test images. One
- * training run serves every assertion here (it takes under a minute).
+ * workers by default; deterministic there), then the 10,000 test images. The
+ * training run (`_trained.ts`) is shared with the other tests that need a
+ * trained model.
  */
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
 import { evaluate, noiseRobustness } from "../lib/evaluate.ts";
 import { loadModel, saveModel } from "../lib/io.ts";
-import { countParams, createModel } from "../lib/model.ts";
-import { train } from "../lib/train.ts";
-import { loadRealMnist } from "./_fixtures.ts";
+import { trainedModel } from "./_trained.ts";
 
 Deno.test("one pass of the default recipe on wasm: test accuracy, noise robustness, save/load parity", async (t) => {
-  const data = await loadRealMnist();
-  await selectBackend("wasm");
-  const model = createModel();
-  const before = tf.memory().numTensors;
-  const result = await train(model, data.train);
+  const { data, model, result, leakedTensors, params } = await trainedModel();
   assert.equal(result.images, 60_000, "exactly one pass");
-  assert.ok(countParams(model) < 25_000);
-  assert.equal(tf.memory().numTensors, before, "no tensors leaked by an epoch");
+  assert.ok(params < 25_000);
+  assert.equal(leakedTensors, 0, "no tensors leaked by an epoch");
+  await selectBackend("wasm");
 
   const { accuracy } = await evaluate(model, data.test);
   await t.step(`test accuracy ${(100 * accuracy).toFixed(2)}% ≥ 99.0%`, () => {
@@ -46,5 +41,4 @@ Deno.test("one pass of the default recipe on wasm: test accuracy, noise robustne
       await Deno.remove(dir, { recursive: true });
     }
   });
-  model.dispose();
 });

@@ -411,12 +411,15 @@ Deno.test("a .gz file with the wrong content is a hash mismatch", async () => {
   await withTempDir(async (tmp) => {
     const bad = await gzip(makeImagesIdx(3));
     for (const name of GZ_FILES) await Deno.writeFile(`${tmp}/${name}`, bad);
+    // Hashed before loadMnist starts: awaiting between its call and assertRejectsWith
+    // would leave its rejection unhandled for a moment (an uncaught error in the runner).
+    const badHash = await sha256Hex(bad);
     await assertRejectsWith(
       loadMnist({ dir: tmp }),
       MnistDataError,
       `Cannot load dataset "mnist": SHA-256 mismatch for "${tmp}/train-images-idx3-ubyte.gz": ` +
         "expected 440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609, " +
-        `got ${await sha256Hex(bad)}`,
+        `got ${badHash}`,
     );
   });
 });
@@ -425,12 +428,13 @@ Deno.test("an uncompressed file is checked against the uncompressed hash", async
   await withTempDir(async (tmp) => {
     const bad = makeImagesIdx(3);
     for (const name of FILES) await Deno.writeFile(`${tmp}/${name}`, bad);
+    const badHash = await sha256Hex(bad); // before loadMnist starts, as above
     await assertRejectsWith(
       loadMnist({ dir: tmp }),
       MnistDataError,
       `Cannot load dataset "mnist": SHA-256 mismatch for "${tmp}/train-images-idx3-ubyte": ` +
         "expected ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db, " +
-        `got ${await sha256Hex(bad)}`,
+        `got ${badHash}`,
     );
   });
 });

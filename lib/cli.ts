@@ -85,11 +85,13 @@ const shellWord = (word: string) =>
  */
 async function checkSaveFolder(out: string, args: readonly string[]): Promise<void> {
   const action = `Cannot save the model in ${JSON.stringify(out)}`;
-  const { state } = await Deno.permissions.query({ name: "write", path: out });
-  if (state !== "granted") {
+  const write = await Deno.permissions.query({ name: "write", path: out });
+  const read = await Deno.permissions.query({ name: "read", path: out });
+  if (write.state !== "granted" || read.state !== "granted") {
     const flags = TRAIN_PERMISSIONS.map((flag) =>
       flag.startsWith("--allow-write=") ? `${flag},${out}` : flag
     );
+    if (read.state !== "granted") flags.unshift(`--allow-read=${out}`);
     const command = ["deno", "run", ...flags, "lib/cli.ts", "train", ...args].map(shellWord);
     throw new PreflightError(
       `${action}: expected write permission for it, got none (deno task train may write to ./models only); run instead: ${

@@ -48,7 +48,7 @@ export interface Evaluation {
  */
 export async function evaluate(model: Classifier, data: LabelledImages): Promise<Evaluation> {
   const count = checkLabelled(data, "evaluate");
-  const predicted = await model.classify(data.images);
+  const predicted = await model.classify(data.images, { count });
   const confusion = Array.from(
     { length: NUM_CLASSES },
     () => new Array<number>(NUM_CLASSES).fill(0),
@@ -63,7 +63,7 @@ export async function evaluate(model: Classifier, data: LabelledImages): Promise
 }
 
 async function accuracyOn(model: Classifier, images: Float32Array, labels: Uint8Array) {
-  const predicted = await model.classify(images);
+  const predicted = await model.classify(images, { count: labels.length });
   let correct = 0;
   for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) correct++;
   return correct / labels.length;

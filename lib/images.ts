@@ -104,15 +104,21 @@ export function checkImages(
       );
     }
   }
-  if (images.length === 0 || images.length % IMAGE_PIXELS !== 0) {
+  if (images.length === 0) {
+    throw new TypeError(`Cannot ${action}: expected at least one image (784 values), got 0 values`);
+  }
+  if (images.length % IMAGE_PIXELS !== 0) {
     throw new TypeError(
       `Cannot ${action}: expected a multiple of ${IMAGE_PIXELS} pixels (n × 28 × 28), got ${images.length}`,
     );
   }
   checkPixelRange(images, action);
-  if (count === undefined && looksLikeRgba(images)) {
+  const channels = count === undefined ? interleavedChannels(images) : 1;
+  if (channels > 1) {
     throw new TypeError(
-      `Cannot ${action}: expected grey images, got what looks like interleaved RGBA pixel data (every 4th value is 1, as an opaque alpha channel); convert it with preprocessDigit, or pass { count } to state how many images these are`,
+      `Cannot ${action}: expected grey images, got what looks like interleaved ${
+        channels === 4 ? "RGBA" : "RGB"
+      } pixel data (${channels} equal or colour-and-alpha values per pixel); convert it with preprocessDigit, or pass { count } to state how many images these are`,
     );
   }
   return images.length / IMAGE_PIXELS;
@@ -134,25 +140,36 @@ function checkPixelRange(images: Float32Array, action: string): void {
   const got = nan >= 0
     ? `NaN at index ${nan}`
     : `${values.filter(Boolean).join(" and ")} (the first out of range at index ${first})`;
-  const hint = nan < 0 && min >= 0 && max <= 255 ? "; scale 0–255 pixels by 1/255" : "";
+  const hint = nan < 0 && min >= 0 && max > 1.5 && max <= 255
+    ? "; scale 0–255 pixels by 1/255"
+    : nan < 0 && max <= 1.01 && min >= -0.01
+    ? "; clamp them to [0, 1]"
+    : "";
   throw new RangeError(`Cannot ${action}: expected pixels in [0, 1], got ${got}${hint}`);
 }
 
 /**
- * Whether a multi-image array is more likely one or more RGBA images laid out
- * as `[r, g, b, a, r, g, b, a, …]` with opaque alpha: every 4th value exactly
- * 1 while the others are not all 1. Grey MNIST-like images have mostly dark
- * pixels, so a whole image's worth of 1s at a stride of 4 does not occur in
- * them.
+ * 4 or 3 when a multi-image array is more likely RGBA or RGB pixel data laid
+ * out as `[r, g, b, a, …]` or `[r, g, b, …]` than grey images; else 1. Grey
+ * pixel data read as colour has `r = g = b` in every group (a grey drawing)
+ * or colour all 0 with the ink in the alpha channel (black strokes on a
+ * transparent canvas). Real grey digits are anti-aliased: their neighbouring
+ * pixels differ within some group, so they are never taken for colour.
  */
-function looksLikeRgba(images: Float32Array): boolean {
-  if (images.length % (4 * IMAGE_PIXELS) !== 0) return false;
-  let others = false;
-  for (let i = 0; i < images.length; i += 4) {
-    if (images[i + 3] !== 1) return false;
-    if (images[i] !== 1 || images[i + 1] !== 1 || images[i + 2] !== 1) others = true;
+function interleavedChannels(images: Float32Array): number {
+  for (const channels of [4, 3]) {
+    if (images.length % (channels * IMAGE_PIXELS) !== 0) continue;
+    let grey = true, inkInAlpha = channels === 4, varies = false;
+    for (let i = 0; i < images.length && (grey || inkInAlpha); i += channels) {
+      const [r, g, b] = [images[i], images[i + 1], images[i + 2]];
+      if (r !== g || g !== b) grey = false;
+      if (r !== 0 || g !== 0 || b !== 0) inkInAlpha = false;
+      if (channels === 4 ? images[i + 3] !== r : i > 0 && r !== images[i - channels]) varies = true;
+    }
+    // Blank images (every value equal) stay grey images.
+    if ((grey || inkInAlpha) && varies) return channels;
   }
-  return others;
+  return 1;
 }
 
 /**

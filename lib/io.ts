@@ -11,13 +11,21 @@ import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
 import { IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
 import { type Classifier, layersModelOf, wrapLayersModel } from "./model.ts";
+import { ensureBackend } from "./backend.ts";
 import { writeNewFolder } from "./new_folder.ts";
 
-/** Thrown when a saved model is missing, corrupt or truncated. */
+/**
+ * Thrown when a saved model is missing, corrupt or truncated, or a model
+ * folder cannot be read or written.
+ */
 export class ModelFileError extends Error {
-  /** Create a model-file error with the given message. */
-  constructor(message: string) {
-    super(message);
+  /**
+   * Create a model-file error.
+   * @param message What is wrong with which file or folder.
+   * @param options Standard error options, e.g. `cause`.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "ModelFileError";
   }
 }
@@ -68,6 +76,9 @@ export function modelFolderName(date: Date): string {
  * @param options The time that names the folder.
  * @returns The path of the new model folder.
  * @throws {RangeError} When a weight is not finite (a diverged model is not saved).
+ * @throws {TypeError} When `dir` is not a non-empty string.
+ * @throws {ModelFileError} When the folder cannot be created or written
+ * (a file of that name, no permission, a read-only file system).
  *
  * @example Save and load back
  * ```ts
@@ -89,11 +100,14 @@ export async function saveModel(
   options: SaveModelOptions = {},
 ): Promise<string> {
   const net = layersModelOf(model);
+  if (typeof dir !== "string" || dir === "") {
+    throw new TypeError(`Cannot save model: expected a folder path, got ${JSON.stringify(dir)}`);
+  }
   for (const w of net.weights) {
     const bad = countNonFinite(await w.read().data() as Float32Array);
     if (bad > 0) {
       throw new RangeError(
-        `Cannot save model: expected finite weights, got ${bad} non-finite values in "${w.originalName}"`,
+        `Cannot save model: expected finite weights, got ${nonFinite(bad)} in "${w.originalName}"`,
       );
     }
   }
@@ -111,10 +125,29 @@ export async function saveModel(
     weightsManifest: [{ paths: ["weights.bin"], weights: artifacts!.weightSpecs }],
     userDefinedMetadata: { tinymnist: { preset: model.preset, params: model.params } },
   };
-  return await writeNewFolder(dir, modelFolderName(options.date ?? new Date()), {
-    "model.json": new TextEncoder().encode(JSON.stringify(json)),
-    "weights.bin": new Uint8Array(weights),
-  });
+  try {
+    return await writeNewFolder(dir, modelFolderName(options.date ?? new Date()), {
+      "model.json": new TextEncoder().encode(JSON.stringify(json)),
+      "weights.bin": new Uint8Array(weights),
+    });
+  } catch (error) {
+    throw new ModelFileError(
+      `Cannot save model in ${JSON.stringify(dir)}: expected a folder it can write, got an error (${
+        (error as Error).message
+      })`,
+      { cause: error },
+    );
+  }
+}
+
+/** "1 non-finite value", "3 non-finite values". */
+const nonFinite = (n: number) => `${n} non-finite value${n === 1 ? "" : "s"}`;
+
+/** How many values are below 0. */
+function countNegative(values: ArrayLike<number>): number {
+  let negative = 0;
+  for (let i = 0; i < values.length; i++) if (values[i] < 0) negative++;
+  return negative;
 }
 
 /** How many values of `values` are NaN or ±Infinity. */
@@ -172,6 +205,7 @@ export async function loadModel(path: string): Promise<Classifier> {
   if (typeof path !== "string" || path === "") {
     throw new TypeError(`Cannot load model: expected a path, got ${JSON.stringify(path)}`);
   }
+  ensureBackend();
   const isFolder = !path.endsWith(".json") ||
     (await Deno.stat(path).then((info) => info.isDirectory, () => false));
   const jsonPath = isFolder ? join(path, "model.json") : path;
@@ -189,7 +223,10 @@ export async function loadModel(path: string): Promise<Classifier> {
       ) {
         throw fail(`expected ${what} "${file}" to be a file, got a folder`);
       }
-      throw error;
+      if (error instanceof Deno.errors.NotADirectory) {
+        throw fail(`expected a model folder or a .json file, got another kind of file`);
+      }
+      throw fail(`cannot read ${what} "${file}" (${(error as Error).message})`);
     }
   };
   const text = new TextDecoder().decode(await read(jsonPath, "the model's JSON file"));
@@ -243,9 +280,16 @@ export async function loadModel(path: string): Promise<Classifier> {
   const net = await oneAtATime(() => buildModel(json.modelTopology, specs, weightData, fail));
   try {
     for (const w of net.weights) {
-      const bad = countNonFinite(await w.read().data() as Float32Array);
+      const values = await w.read().data() as Float32Array;
+      const bad = countNonFinite(values);
       if (bad > 0) {
-        throw fail(`expected finite weights, got ${bad} non-finite values in "${w.originalName}"`);
+        throw fail(`expected finite weights, got ${nonFinite(bad)} in "${w.originalName}"`);
+      }
+      const negative = w.originalName.endsWith("moving_variance") ? countNegative(values) : 0;
+      if (negative > 0) {
+        throw fail(
+          `expected moving variances ≥ 0, got ${negative} negative in "${w.originalName}"`,
+        );
       }
     }
     const inShape = JSON.stringify(net.inputs[0].shape);

@@ -110,11 +110,15 @@ export function wrapLayersModel(
   model: tf.LayersModel,
   preset: string,
 ): Classifier {
+  let disposed = false;
   const predict = async (
     images: Float32Array,
     options: PredictOptions = {},
     action = "predict",
   ): Promise<Float32Array> => {
+    if (disposed) {
+      throw new TypeError(`Cannot ${action}: expected a live model, got one that was disposed`);
+    }
     const n = checkImages(images, action, options);
     const out = new Float32Array(n * NUM_CLASSES);
     for (let start = 0; start < n; start += PREDICT_BATCH) {
@@ -142,7 +146,10 @@ export function wrapLayersModel(
       }),
     predict: (images, options) => predict(images, options),
     classify: async (images, options) => argmaxRows(await predict(images, options, "classify")),
-    dispose: () => model.dispose(),
+    dispose: () => {
+      if (!disposed) model.dispose();
+      disposed = true;
+    },
   };
   layersModels.set(classifier, model);
   return classifier;
@@ -162,7 +169,7 @@ export function argmaxRows(probs: Float32Array): Uint8Array {
       const p = probs[i * NUM_CLASSES + k];
       if (!Number.isFinite(p)) {
         throw new RangeError(
-          `Cannot classify: expected finite probabilities, got ${p} for image ${i} (the model's weights are not finite; retrain it)`,
+          `Cannot classify: expected finite probabilities, got ${p} for image ${i} (the model's weights are corrupt or diverged)`,
         );
       }
       if (p > probs[i * NUM_CLASSES + best]) best = k;

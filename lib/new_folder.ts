@@ -42,7 +42,16 @@ async function fsync(path: string): Promise<void> {
  */
 async function removeStaleTemps(parent: string): Promise<void> {
   // Listed first, removed after: removing entries while reading a folder can skip others.
-  const entries = await Array.fromAsync(Deno.readDir(parent));
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(parent));
+  } catch (error) {
+    // A folder one may write but not list: nothing can be cleaned, the write goes on.
+    if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+      return;
+    }
+    throw error;
+  }
   for (const entry of entries) {
     if (!TEMP_PATTERN.test(entry.name) || !entry.isDirectory) continue;
     const path = `${parent}/${entry.name}`;

@@ -180,7 +180,7 @@ function checkImage(image: PixelImage): ImageShape {
   ) {
     fail(
       TypeError,
-      `expected data a Uint8Array, Uint8ClampedArray or Uint16Array, got ${describe(data)}`,
+      `expected data to be a Uint8Array, Uint8ClampedArray or Uint16Array, got ${describe(data)}`,
     );
   }
   const pixels = width * height;
@@ -203,7 +203,7 @@ function checkImage(image: PixelImage): ImageShape {
   const depth = image.depth ?? (wide ? 16 : 8);
   checkNumber("depth", depth, (n) => n === 8 || n === 16, "8 or 16");
   if (depth === 16 && !wide) {
-    fail(TypeError, `expected data a Uint16Array for depth 16, got ${describe(data)}`);
+    fail(TypeError, `expected data to be a Uint16Array for depth 16, got ${describe(data)}`);
   }
   const maxSample = depth === 16 ? 65535 : 255;
   if (wide && depth === 8) {

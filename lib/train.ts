@@ -230,8 +230,20 @@ export class DivergenceError extends Error {
   }
 }
 
+/** A non-number option is a TypeError naming what was passed. */
+function checkNumber(name: string, value: unknown): void {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot train: expected ${name} to be a number, got ${
+        JSON.stringify(value)
+      } (${typeof value})`,
+    );
+  }
+}
+
 /** An integer option in `[min, max]`, else a RangeError naming it. */
 function integerIn(name: string, value: number, min: number, max: number): number {
+  checkNumber(name, value);
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new RangeError(
       `Cannot train: expected ${name} to be an integer in [${min}, ${max}], got ${value}`,
@@ -242,8 +254,9 @@ function integerIn(name: string, value: number, min: number, max: number): numbe
 
 /** A number option in `[min, max]` (or `(min, max]` with `openMin`), else a RangeError. */
 function numberIn(name: string, value: number, min: number, max: number, openMin = false): number {
+  checkNumber(name, value);
   // Written so that NaN fails too; both bounds are finite, so Infinity fails.
-  if (typeof value !== "number" || !((openMin ? value > min : value >= min) && value <= max)) {
+  if (!((openMin ? value > min : value >= min) && value <= max)) {
     throw new RangeError(
       `Cannot train: expected ${name} in ${openMin ? "(" : "["}${min}, ${max}], got ${value}`,
     );
@@ -266,6 +279,28 @@ async function weightsFinite(net: tf.LayersModel): Promise<boolean> {
   total.dispose();
   return Number.isFinite(value);
 }
+
+/** Every key of {@linkcode TrainOptions}: a misspelt option is an error, not ignored. */
+const TRAIN_OPTION_NAMES: ReadonlySet<string> = new Set(
+  [
+    "epochs",
+    "batchSize",
+    "learningRate",
+    "schedule",
+    "labelSmoothing",
+    "seed",
+    "miniEpochs",
+    "miniEpochDecay",
+    "hardExamples",
+    "augment",
+    "augmentSchedule",
+    "lossEvery",
+    "workers",
+    "onBatchEnd",
+    "onEpochEnd",
+    "onHardExamples",
+  ] satisfies (keyof TrainOptions)[],
+);
 
 /** The largest learning rate accepted: above it Adam's steps leave any sensible range. */
 const MAX_LEARNING_RATE = 1;
@@ -311,6 +346,14 @@ export async function train(
 ): Promise<TrainResult> {
   const net = layersModelOf(model);
   const count = checkLabelled(data, "train");
+  const unknown = Object.keys(options).filter((key) => !TRAIN_OPTION_NAMES.has(key));
+  if (unknown.length > 0) {
+    throw new TypeError(
+      `Cannot train: expected options among ${[...TRAIN_OPTION_NAMES].join(", ")}, got unknown ${
+        unknown.map((key) => JSON.stringify(key)).join(", ")
+      }`,
+    );
+  }
   const epochs = integerIn("epochs", options.epochs ?? 1, 1, 10_000);
   const batchSize = integerIn("batchSize", options.batchSize ?? 64, 1, 65_536);
   const lossEvery = integerIn("lossEvery", options.lossEvery ?? 20, 1, 1_000_000);

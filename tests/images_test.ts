@@ -81,7 +81,19 @@ Deno.test("unscaled 0–255 pixels are a RangeError naming the largest value, fr
   model.dispose();
 });
 
-Deno.test("negative and NaN pixels are named too", () => {
+Deno.test("pixels just above 1, negative and NaN pixels are named too", () => {
+  const almost = real.images.slice(0, 784);
+  almost[300] = 1.0000001;
+  assert.throws(() => checkImages(almost, "classify"), {
+    name: "RangeError",
+    message: `Cannot classify: expected pixels in [0, 1], got a largest value of ${
+      almost[300]
+    } (the first out of range at index 300); clamp them to [0, 1]`,
+  });
+  assert.throws(() => checkImages(new Float32Array(0), "classify"), {
+    name: "TypeError",
+    message: "Cannot classify: expected at least one image (784 values), got 0 values",
+  });
   const images = real.images.slice(0, 784);
   images[100] = -0.5;
   images[200] = 2;
@@ -104,15 +116,29 @@ function rgbaFloats(digit: Float32Array): Float32Array {
   return out;
 }
 
-Deno.test("one RGBA image is never read as four images", async () => {
+Deno.test("one RGBA or RGB image is never read as several images", async () => {
   const model = createModel({ preset: "seed" });
-  const rgba = rgbaFloats(real.images.subarray(0, 784));
+  const digit = real.images.subarray(0, 784);
+  const rgba = rgbaFloats(digit);
   assert.equal(rgba.length, 3136);
-  await assert.rejects(model.classify(rgba), {
+  const message = (kind: string, per: number) =>
+    `Cannot classify: expected grey images, got what looks like interleaved ${kind} pixel data (${per} equal or colour-and-alpha values per pixel); convert it with preprocessDigit, or pass { count } to state how many images these are`;
+  await assert.rejects(model.classify(rgba), { name: "TypeError", message: message("RGBA", 4) });
+  // Black strokes on a transparent canvas: colour 0, the ink in alpha.
+  const transparent = new Float32Array(3136);
+  digit.forEach((v, i) => transparent[4 * i + 3] = v);
+  await assert.rejects(model.classify(transparent), {
     name: "TypeError",
-    message:
-      "Cannot classify: expected grey images, got what looks like interleaved RGBA pixel data (every 4th value is 1, as an opaque alpha channel); convert it with preprocessDigit, or pass { count } to state how many images these are",
+    message: message("RGBA", 4),
   });
+  const rgb = new Float32Array(2352);
+  digit.forEach((v, i) => rgb.set([v, v, v], 3 * i));
+  await assert.rejects(model.classify(rgb), { name: "TypeError", message: message("RGB", 3) });
+  // Real grey digits, 4 or 3 of them, and blank images are never taken for colour.
+  for (const n of [3, 4, 12]) {
+    assert.equal((await model.classify(real.images.subarray(0, n * 784))).length, n);
+  }
+  assert.equal((await model.classify(new Float32Array(4 * 784))).length, 4);
   await assert.rejects(model.predict(rgba, { count: 1 }), {
     name: "TypeError",
     message:

@@ -249,7 +249,7 @@ Deno.test("non-finite weights: loadModel names the weight, classify never answer
     await assert.rejects(model.classify(images), {
       name: "RangeError",
       message:
-        "Cannot classify: expected finite probabilities, got NaN for image 0 (the model's weights are not finite; retrain it)",
+        "Cannot classify: expected finite probabilities, got NaN for image 0 (the model's weights are corrupt or diverged)",
     });
     await assert.rejects(saveModel(model, `${dir}/refused`), {
       name: "RangeError",
@@ -320,3 +320,65 @@ Deno.test({
       model.dispose();
     }),
 });
+
+Deno.test("file-system faults are one-line ModelFileErrors, never raw Deno errors", () =>
+  withTempDir(async (dir) => {
+    const model = createModel();
+    await assert.rejects(saveModel(model, ""), {
+      name: "TypeError",
+      message: 'Cannot save model: expected a folder path, got ""',
+    });
+    await Deno.writeTextFile(`${dir}/afile`, "not a folder");
+    await assert.rejects(saveModel(model, `${dir}/afile`), (error: Error) => {
+      assert.equal(error.name, "ModelFileError");
+      assert.match(
+        error.message,
+        new RegExp(
+          `^Cannot save model in "${dir}/afile": expected a folder it can write, got an error \\(`,
+        ),
+      );
+      return true;
+    });
+    await assert.rejects(loadModel(`${dir}/afile`), {
+      name: "ModelFileError",
+      message:
+        `Cannot load model "${dir}/afile": expected a model folder or a .json file, got another kind of file`,
+    });
+    // A corrupt batch-norm variance (negative) would silently cost accuracy.
+    const { path, json } = await savedFiles(model, dir);
+    const specs = json.weightsManifest[0].weights as { name: string; shape: number[] }[];
+    const index = specs.findIndex((s) => s.name.endsWith("moving_variance"));
+    const offset = specs.slice(0, index).reduce(
+      (n, s) => n + s.shape.reduce((a, b) => a * b, 1),
+      0,
+    );
+    const weights = await Deno.readFile(`${path}/weights.bin`);
+    new Float32Array(weights.buffer).set([-5, -1], offset);
+    await Deno.writeFile(`${path}/weights.bin`, weights);
+    await assert.rejects(loadModel(path), {
+      name: "ModelFileError",
+      message: `Cannot load model "${path}": expected moving variances ≥ 0, got 2 negative in "${
+        specs[index].name
+      }"`,
+    });
+    model.dispose();
+  }));
+
+Deno.test("loadModel works before any backend is selected", () =>
+  withTempDir(async (dir) => {
+    const model = createModel({ seed: 2 });
+    const path = await saveModel(model, dir);
+    const expected = await model.classify(images);
+    model.dispose();
+    const script = `
+      import { loadModel } from "${new URL("../mod.ts", import.meta.url).href}";
+      const model = await loadModel(${JSON.stringify(path)});
+      const images = new Float32Array(4 * 784).map((_, i) => (i * 104729 % 256) / 255);
+      console.log(JSON.stringify([...await model.classify(images)]));`;
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--config", new URL("../deno.json", import.meta.url).pathname, script],
+      env: { TINYMNIST_DISABLE_WEBGPU: "1" },
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(stdout)), [...expected]);
+  }));

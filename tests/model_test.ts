@@ -74,3 +74,13 @@ Deno.test("bad input is a TypeError that says what was expected", async () => {
   });
   model.dispose();
 });
+
+Deno.test("a disposed model says so instead of failing inside TensorFlow.js", async () => {
+  const model = createModel();
+  model.dispose();
+  model.dispose(); // twice is harmless
+  await assert.rejects(model.classify(new Float32Array(784)), {
+    name: "TypeError",
+    message: "Cannot classify: expected a live model, got one that was disposed",
+  });
+});

@@ -300,11 +300,11 @@ Deno.test("preprocessDigit() rejects data of the wrong type or length", () => {
     ],
     [
       { width: 28, height: 28, data: Float32Array.from(data) } as unknown as PixelImage,
-      "expected data a Uint8Array, Uint8ClampedArray or Uint16Array, got Float32Array",
+      "expected data to be a Uint8Array, Uint8ClampedArray or Uint16Array, got Float32Array",
     ],
     [
       { width: 28, height: 28, data: [...data] } as unknown as PixelImage,
-      "expected data a Uint8Array, Uint8ClampedArray or Uint16Array, got Array",
+      "expected data to be a Uint8Array, Uint8ClampedArray or Uint16Array, got Array",
     ],
     [
       { width: 28, height: 28, data: rgba.slice(0, -100), channels: 4 },
@@ -320,7 +320,7 @@ Deno.test("preprocessDigit() rejects data of the wrong type or length", () => {
     ],
     [
       { width: 28, height: 28, data, depth: 16 },
-      "expected data a Uint16Array for depth 16, got Uint8Array",
+      "expected data to be a Uint16Array for depth 16, got Uint8Array",
     ],
   ];
   for (const [image, message] of cases) {

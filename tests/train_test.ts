@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
 import { smoothedCrossEntropy } from "../lib/loss.ts";
 import { createModel, layersModelOf } from "../lib/model.ts";
-import { learningRateAt, MILD_AUGMENTATION, train } from "../lib/train.ts";
+import { learningRateAt, MILD_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
 
 /** Two easy classes: a bright left half (0) or a bright right half (1), with noise. */
 function halves(count: number) {
@@ -241,4 +241,23 @@ Deno.test("the training loss of a non-finite probability is NaN, not the clipped
     assert.ok(Number.isFinite(finite) && finite > 0, `${backend}: got ${finite}`);
     tf.dispose([probs, labels, loss]);
   }
+});
+
+Deno.test("options of the wrong type or with a misspelt name are TypeErrors", async () => {
+  await selectBackend("cpu");
+  const model = createModel({ preset: "seed" });
+  const data = halves(8);
+  await assert.rejects(train(model, data, { learningRate: "0.01" as unknown as number }), {
+    name: "TypeError",
+    message: 'Cannot train: expected learningRate to be a number, got "0.01" (string)',
+  });
+  await assert.rejects(train(model, data, { lr: 0.01 } as TrainOptions), (error: Error) => {
+    assert.equal(error.name, "TypeError");
+    assert.match(
+      error.message,
+      /^Cannot train: expected options among epochs, batchSize, .*, got unknown "lr"$/,
+    );
+    return true;
+  });
+  model.dispose();
 });

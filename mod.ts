@@ -98,6 +98,7 @@ export {
   NUM_CLASSES,
 } from "./lib/images.ts";
 export { type PixelImage, preprocessDigit } from "./lib/preprocess.ts";
+export { formatModelCard, type ModelCard, type ModelCardInput, VERSION } from "./lib/model_card.ts";
 export {
   type Classifier,
   countParams,
@@ -129,6 +130,7 @@ export {
   loadModel,
   ModelFileError,
   modelFolderName,
+  newestModel,
   saveModel,
   type SaveModelOptions,
 } from "./lib/io.ts";

@@ -1,13 +1,17 @@
 /**
- * The command line: `deno task train` and `deno task preview`. The only module
- * of tinymnist that prints.
+ * The command line: `deno task train`, `predict`, `export` and `preview`. The
+ * only module of tinymnist that prints.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { BACKEND_ORDER, type BackendPreference, selectBackend } from "./backend.ts";
 import { evaluate, robustness } from "./evaluate.ts";
-import { saveModel } from "./io.ts";
+import { loadModel, newestModel, saveModel } from "./io.ts";
+import { decodeImage } from "./image_file.ts";
+import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
+import { formatModelCard } from "./model_card.ts";
+import { preprocessDigit } from "./preprocess.ts";
 import { type Dataset, loadMnist } from "./mnist.ts";
 import { createModel, MODEL_PRESETS, type ModelPreset } from "./model.ts";
 import { PREVIEW_ROWS, renderPreview } from "./preview.ts";
@@ -42,6 +46,24 @@ Options:
   --no-save          do not save the model
   --json             print a JSON summary as the last line of stdout
   --help             show this help`;
+
+const PREDICT_HELP = `Usage: deno task predict [options] IMAGE [IMAGE ...]
+
+Classify the digit in each PNG or JPEG file with a trained model. Each image
+is prepared the MNIST way: grey, light digit on black, cropped to the digit,
+longer side scaled to 20 px, centred by centre of mass in 28×28.
+
+Options:
+  --model PATH       model folder or its .json file (default: the newest
+                     mnist_model_* in ./models)
+  --top K            print the K most probable digits (default 1)
+  --json             print one JSON object to stdout
+  --info             print the model's card (how it was made) and stop
+  --backend NAME     auto, ${BACKEND_ORDER.join(", ")} (default wasm)
+  --help             show this help
+
+Exit code 0 when every file was classified, 1 when some could not be (each
+named on stderr; the others are still classified), 2 for bad usage.`;
 
 const PREVIEW_HELP = `Usage: deno task preview [options]
 
@@ -283,7 +305,23 @@ async function trainCommand(args: string[]): Promise<number> {
   say(line("noise σ", report.noise));
   say(line("elastic α", report.elastic));
 
-  const modelPath = values["no-save"] ? null : await saveModel(model, out);
+  const modelPath = values["no-save"] ? null : await saveModel(model, out, {
+    card: {
+      dataset,
+      seed,
+      backend: result.workers ? `${selection.name} (${result.workers} workers)` : selection.name,
+      trainSeconds: result.seconds,
+      testAccuracy: evaluation.accuracy,
+      training: {
+        epochs,
+        batchSize,
+        learningRate: learningRate ?? 0.03,
+        miniEpochs,
+        hardExamples: hardExamples ?? 0.15,
+        augment: !values["no-augment"],
+      },
+    },
+  });
   if (modelPath) say(`saved: ${modelPath}`);
   model.dispose();
   if (json) {
@@ -309,6 +347,122 @@ async function trainCommand(args: string[]): Promise<number> {
     }));
   }
   return 0;
+}
+
+/** The model a command uses: `--model`, else the newest in ./models, else an error saying how to train one. */
+async function modelPath(flag: string | undefined): Promise<string> {
+  if (flag !== undefined) return flag;
+  const newest = await newestModel("./models");
+  if (newest === undefined) {
+    throw new Error(
+      "no model in ./models: train one with `deno task train`, or pass --model PATH",
+    );
+  }
+  return newest;
+}
+
+const percent = (p: number) => `${(100 * p).toFixed(2)}%`;
+
+async function predictCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      model: { type: "string" },
+      top: { type: "string" },
+      json: { type: "boolean" },
+      info: { type: "boolean" },
+      backend: { type: "string" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help) {
+    console.log(PREDICT_HELP);
+    return 0;
+  }
+  const top = integer("top", values.top, 1);
+  if (top > NUM_CLASSES) {
+    throw new UsageError(`--top expects an integer ≤ ${NUM_CLASSES}, got "${values.top}"`);
+  }
+  const backend = oneOf<BackendPreference>(
+    "backend",
+    values.backend,
+    ["auto", ...BACKEND_ORDER],
+    "wasm",
+  );
+  if (!values.info && positionals.length === 0) {
+    throw new UsageError("expected at least one image file (PNG or JPEG)");
+  }
+  const path = await modelPath(values.model);
+  await selectBackend(backend);
+  const model = await loadModel(path);
+  if (values.info) {
+    if (values.json) console.log(JSON.stringify({ model: path, card: model.card ?? null }));
+    else {
+      console.log(`model: ${path}`);
+      for (
+        const line of model.card
+          ? formatModelCard(model.card)
+          : ["no model card (not saved by tinymnist)"]
+      ) {
+        console.log(line);
+      }
+    }
+    model.dispose();
+    return 0;
+  }
+  type Result = { file: string; error: string } | {
+    file: string;
+    digit: number;
+    probability: number;
+    top: { digit: number; probability: number }[];
+  };
+  const results: Result[] = [];
+  const inputs: { index: number; pixels: Float32Array }[] = [];
+  for (const file of positionals) {
+    try {
+      inputs.push({
+        index: results.length,
+        pixels: preprocessDigit(decodeImage(await Deno.readFile(file), file)),
+      });
+      results.push({ file, error: "" });
+    } catch (error) {
+      const message = error instanceof Deno.errors.NotFound
+        ? "no such file"
+        : (error as Error).message;
+      results.push({ file, error: message });
+    }
+  }
+  if (inputs.length > 0) {
+    const batch = new Float32Array(inputs.length * IMAGE_PIXELS);
+    inputs.forEach((input, i) => batch.set(input.pixels, i * IMAGE_PIXELS));
+    const probs = await model.predict(batch, { count: inputs.length });
+    inputs.forEach(({ index }, i) => {
+      const row = Array.from(probs.subarray(i * NUM_CLASSES, (i + 1) * NUM_CLASSES));
+      const ranked = row.map((probability, digit) => ({ digit, probability }))
+        .sort((a, b) => b.probability - a.probability).slice(0, top);
+      results[index] = { file: results[index].file, ...ranked[0], top: ranked };
+    });
+  }
+  model.dispose();
+  let failed = 0;
+  for (const result of results) {
+    if ("error" in result) {
+      failed++;
+      // Decoding errors name the file already.
+      const named = result.error.includes(JSON.stringify(result.file));
+      err(`error: ${named ? "" : `${result.file}: `}${result.error}\n`);
+    } else if (!values.json) {
+      console.log(
+        `${result.file}: ${
+          result.top.map((t) => `${t.digit} (${percent(t.probability)})`).join("  ")
+        }`,
+      );
+    }
+  }
+  if (values.json) console.log(JSON.stringify({ model: path, results }));
+  return failed > 0 ? 1 : 0;
 }
 
 async function previewCommand(args: string[]): Promise<number> {
@@ -349,8 +503,9 @@ export async function main(args: string[]): Promise<number> {
     : args;
   try {
     if (command === "train") return await trainCommand(rest);
+    if (command === "predict") return await predictCommand(rest);
     if (command === "preview") return await previewCommand(rest);
-    throw new UsageError(`unknown command "${command}": expected train or preview`);
+    throw new UsageError(`unknown command "${command}": expected train, predict or preview`);
   } catch (error) {
     const usage = error instanceof UsageError ||
       (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");

@@ -12,7 +12,9 @@ import { dirname, join } from "node:path";
 import { IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
 import { type Classifier, layersModelOf, wrapLayersModel } from "./model.ts";
 import { ensureBackend } from "./backend.ts";
+import { type ModelCard, type ModelCardInput, readModelCard, VERSION } from "./model_card.ts";
 import { writeNewFolder } from "./new_folder.ts";
+import { quantizedWeights } from "./quantize.ts";
 
 /**
  * Thrown when a saved model is missing, corrupt or truncated, or a model
@@ -37,6 +39,21 @@ export interface SaveModelOptions {
    * @default {new Date()}
    */
   date?: Date;
+  /**
+   * What to record about how the model was made (dataset, seed, training
+   * options, backend, time, test accuracy); the version, preset, parameter
+   * count, date and weight format are filled in.
+   * @default {{}}
+   */
+  card?: ModelCardInput;
+  /**
+   * `"uint8"`: store every kernel as 8-bit values with a scale (see
+   * `lib/quantize.ts`: per-channel equalisation folded into batch norm, then
+   * uint8 per tensor), about 4× smaller weights that plain TensorFlow.js
+   * loads as well; `"none"`: float32.
+   * @default {"none"}
+   */
+  quantize?: "none" | "uint8";
 }
 
 /**
@@ -111,24 +128,46 @@ export async function saveModel(
       );
     }
   }
+  const quantize = options.quantize ?? "none";
+  if (quantize !== "none" && quantize !== "uint8") {
+    throw new RangeError(
+      `Cannot save model: expected quantize "none" or "uint8", got ${JSON.stringify(quantize)}`,
+    );
+  }
   let artifacts: tf.io.ModelArtifacts | undefined;
   await net.save(tf.io.withSaveHandler((a) => {
     artifacts = a;
     return Promise.resolve({ modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(a) });
   }));
-  const weights = tf.io.CompositeArrayBuffer.join(artifacts!.weightData!);
+  let specs = artifacts!.weightSpecs!;
+  let weights = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts!.weightData!));
+  if (quantize === "uint8") {
+    const encoded = await quantizedWeights(net);
+    specs = encoded.map((e) => e.spec);
+    weights = new Uint8Array(encoded.reduce((n, e) => n + e.bytes.length, 0));
+    encoded.reduce((offset, e) => (weights.set(e.bytes, offset), offset + e.bytes.length), 0);
+  }
+  const date = options.date ?? new Date();
+  const card: ModelCard = {
+    ...options.card,
+    version: VERSION,
+    preset: model.preset,
+    params: model.params,
+    savedAt: date.toISOString(),
+    weights: quantize === "uint8" ? "uint8" : "float32",
+  };
   const json = {
     format: "layers-model",
     generatedBy: `TensorFlow.js tfjs-layers v${tf.version_layers}`,
     convertedBy: null,
     modelTopology: artifacts!.modelTopology,
-    weightsManifest: [{ paths: ["weights.bin"], weights: artifacts!.weightSpecs }],
-    userDefinedMetadata: { tinymnist: { preset: model.preset, params: model.params } },
+    weightsManifest: [{ paths: ["weights.bin"], weights: specs }],
+    userDefinedMetadata: { tinymnist: card },
   };
   try {
-    return await writeNewFolder(dir, modelFolderName(options.date ?? new Date()), {
+    return await writeNewFolder(dir, modelFolderName(date), {
       "model.json": new TextEncoder().encode(JSON.stringify(json)),
-      "weights.bin": new Uint8Array(weights),
+      "weights.bin": weights,
     });
   } catch (error) {
     throw new ModelFileError(
@@ -138,6 +177,14 @@ export async function saveModel(
       { cause: error },
     );
   }
+}
+
+/** Trainable parameters of a model. */
+function countTrainableOf(net: tf.LayersModel): number {
+  return net.trainableWeights.reduce(
+    (n, w) => n + (w.shape as number[]).reduce((a, b) => a * b, 1),
+    0,
+  );
 }
 
 /** "1 non-finite value", "3 non-finite values". */
@@ -233,7 +280,7 @@ export async function loadModel(path: string): Promise<Classifier> {
   let json: {
     modelTopology?: unknown;
     weightsManifest?: unknown;
-    userDefinedMetadata?: { tinymnist?: { preset?: unknown } };
+    userDefinedMetadata?: { tinymnist?: unknown };
   };
   try {
     json = JSON.parse(text);
@@ -324,8 +371,8 @@ export async function loadModel(path: string): Promise<Classifier> {
     net.dispose();
     throw error;
   }
-  const preset = json.userDefinedMetadata?.tinymnist?.preset;
-  return wrapLayersModel(net, typeof preset === "string" ? preset : "custom");
+  const card = readModelCard(json.userDefinedMetadata?.tinymnist, countTrainableOf(net));
+  return wrapLayersModel(net, card?.preset ?? "custom", card);
 }
 
 /**
@@ -468,4 +515,46 @@ function specBytes(
   }
   if (!bytes) throw fail(`weight "${spec.name}" has an unsupported dtype ${JSON.stringify(dtype)}`);
   return bytes * shape.reduce((a: number, b: number) => a * b, 1);
+}
+
+/**
+ * The newest model folder (`mnist_model_YYYYMMDD_HHMMSS`, latest name) in a
+ * folder, as `deno task predict` and `deno task serve` pick by default.
+ *
+ * @param dir The folder that holds model folders.
+ * @returns Its path, or `undefined` when there is none (or no such folder).
+ *
+ * @example
+ * ```ts
+ * import { createModel, newestModel, saveModel, selectBackend } from "@tinymnist/tinymnist";
+ * import assert from "node:assert/strict";
+ *
+ * await selectBackend("cpu");
+ * const dir = await Deno.makeTempDir();
+ * assert.equal(await newestModel(dir), undefined);
+ * const model = createModel();
+ * await saveModel(model, dir, { date: new Date(Date.UTC(2026, 0, 1)) });
+ * const newer = await saveModel(model, dir, { date: new Date(Date.UTC(2026, 5, 1)) });
+ * assert.equal(await newestModel(dir), newer);
+ * model.dispose();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function newestModel(dir: string): Promise<string | undefined> {
+  let names: string[];
+  try {
+    names = (await Array.fromAsync(Deno.readDir(dir)))
+      .filter((e) => e.isDirectory && /^mnist_model_\d{8}_\d{6}(_\d+)?$/.test(e.name))
+      .map((e) => e.name);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  // Same timestamp: the highest _N suffix is the newest.
+  const key = (name: string) => {
+    const [, stamp, n] = /^mnist_model_(\d{8}_\d{6})(?:_(\d+))?$/.exec(name)!;
+    return `${stamp}_${(n ?? "1").padStart(6, "0")}`;
+  };
+  names.sort((a, b) => key(a) < key(b) ? -1 : 1);
+  return names.length ? `${dir}/${names.at(-1)}` : undefined;
 }

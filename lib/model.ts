@@ -7,6 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ensureBackend } from "./backend.ts";
 import { checkImages, IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
+import type { ModelCard } from "./model_card.ts";
 
 export { IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES };
 /** Mean and standard deviation of MNIST training pixels in [0, 1]. */
@@ -58,6 +59,8 @@ export interface Classifier {
   readonly preset: string;
   /** Number of trainable parameters. */
   readonly params: number;
+  /** What the saved model records about how it was made (set by `loadModel`; undefined for a new model). */
+  readonly card?: ModelCard;
   /** One line per layer: name, output shape and parameter count. */
   summary(): string[];
   /**
@@ -109,6 +112,7 @@ const PREDICT_BATCH = 1000;
 export function wrapLayersModel(
   model: tf.LayersModel,
   preset: string,
+  card?: ModelCard,
 ): Classifier {
   let disposed = false;
   const predict = async (
@@ -139,6 +143,7 @@ export function wrapLayersModel(
   const classifier: Classifier = {
     preset,
     params: countTrainable(model),
+    card,
     summary: () =>
       model.layers.map((layer) => {
         const shape = JSON.stringify(layer.outputShape).replaceAll("null", "n");

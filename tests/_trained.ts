@@ -8,6 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
+import { evaluate } from "../lib/evaluate.ts";
 import { saveModel } from "../lib/io.ts";
 import type { MnistData } from "../lib/mnist.ts";
 import { type Classifier, createModel } from "../lib/model.ts";
@@ -46,7 +47,16 @@ export function trainedModel(): Promise<TrainedRun> {
     const result = await train(model, data.train);
     const leakedTensors = tf.memory().numTensors - before;
     const dir = await Deno.makeTempDir({ prefix: "tinymnist-trained-" });
-    const path = await saveModel(model, dir);
+    const { accuracy } = await evaluate(model, data.test);
+    const path = await saveModel(model, dir, {
+      card: {
+        dataset: "mnist",
+        seed: 42,
+        backend: "wasm",
+        trainSeconds: result.seconds,
+        testAccuracy: accuracy,
+      },
+    });
     const params = model.params;
     globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
     return { data, model, path, result, leakedTensors, params };

@@ -36,7 +36,7 @@ for (
       ["--bogus"],
       "error: Unknown option '--bogus' (see --help)",
     ],
-    [["fly"], 'error: unknown command "fly": expected train or preview (see --help)'],
+    [["fly"], 'error: unknown command "fly": expected train, predict or preview (see --help)'],
   ] as const
 ) {
   Deno.test(`bad usage ${args.join(" ")} → one line and exit code 2`, async () => {

@@ -134,3 +134,4 @@ export {
   saveModel,
   type SaveModelOptions,
 } from "./lib/io.ts";
+export { exportOnnx, type ExportOnnxOptions } from "./lib/onnx.ts";

@@ -3,7 +3,11 @@
  * MNIST for each recipe variant and seed, test accuracy and training seconds.
  * `--set ablation` (default) adds one feature at a time to a baseline; `--set
  * tuning` varies the peak learning rate, the share of difficult examples and
- * label smoothing. Not a Deno.bench file: run it with `deno task ablation`,
+ * label smoothing; `--set distillation` trains the 5,058-parameter `mini`
+ * preset alone and distilled from a default model (trained first, seed 42).
+ * `--validation` fits on the first 55,000 training images and scores on the
+ * last 5,000 instead of the test set (for choosing; the test set is for the
+ * final figures). Not a Deno.bench file: run it with `deno task ablation`,
  * one process at a time (training already uses both cores on wasm); `--part
  * K/N` runs every N-th job, `--only NAME` one variant, `--seeds` the seeds.
  *
@@ -13,7 +17,7 @@ import { parseArgs } from "node:util";
 import { selectBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/evaluate.ts";
 import { loadMnist } from "../lib/mnist.ts";
-import { createModel } from "../lib/model.ts";
+import { type Classifier, createModel, type ModelPreset } from "../lib/model.ts";
 import { MILD_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
 
 const { values } = parseArgs({
@@ -24,12 +28,15 @@ const { values } = parseArgs({
     set: { type: "string", default: "ablation" },
     only: { type: "string" },
     backend: { type: "string", default: "wasm" },
+    validation: { type: "boolean", default: false },
   },
 });
 const [part, parts] = values.part!.split("/").map(Number);
 /** Every recipe feature off; the default recipe is `train`'s defaults. */
 const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false };
-const sets: Record<string, { seeds: string; variants: [string, TrainOptions][] }> = {
+/** A variant: recipe options, plus the preset and whether a teacher is distilled. */
+type Variant = [string, TrainOptions & { preset?: ModelPreset; distil?: boolean }];
+const sets: Record<string, { seeds: string; variants: Variant[] }> = {
   // Each feature added to the baseline, and the default recipe.
   ablation: {
     seeds: "42,1,2",
@@ -65,22 +72,73 @@ const sets: Record<string, { seeds: string; variants: [string, TrainOptions][] }
       { learningRate, hardExamples, labelSmoothing, batchSize },
     ]),
   },
+  // A small student, trained alone and distilled (T 4, α 0.7, the defaults).
+  distillation: {
+    seeds: "42,1,2",
+    variants: [
+      ["mini alone", { preset: "mini" }],
+      ["mini distilled from tiny", { preset: "mini", distil: true }],
+      ["mini distilled, T 8, α 0.9", {
+        preset: "mini",
+        distil: true,
+        distillTemperature: 8,
+        distillWeight: 0.9,
+      }],
+    ],
+  },
 };
 const chosen = sets[values.set!];
 if (!chosen) throw new RangeError(`--set expects ${Object.keys(sets).join(" or ")}`);
 const seeds = (values.seeds ?? chosen.seeds).split(",").map(Number);
 const variants = chosen.variants;
 await selectBackend(values.backend as "wasm");
-const data = await loadMnist();
+const mnist = await loadMnist();
+// --validation: fit on the first 55,000 training images, score on the last 5,000 (for choices);
+// otherwise fit on all 60,000 and score on the 10,000 test images (for the final figures).
+const FIT = 55_000;
+const data = values.validation
+  ? {
+    train: {
+      images: mnist.train.images.subarray(0, FIT * 784),
+      labels: mnist.train.labels.subarray(0, FIT),
+      count: FIT,
+    },
+    test: {
+      images: mnist.train.images.subarray(FIT * 784),
+      labels: mnist.train.labels.subarray(FIT),
+      count: mnist.train.count - FIT,
+    },
+  }
+  : mnist;
+let teacher: Classifier | undefined;
+if (variants.some(([, options]) => options.distil)) {
+  teacher = createModel({ seed: 42 });
+  await train(teacher, data.train, { seed: 42 });
+  const { accuracy } = await evaluate(teacher, data.test);
+  console.log(JSON.stringify({ name: "teacher (tiny, default recipe)", seed: 42, accuracy }));
+}
+const accuracies = new Map<string, number[]>();
 let job = 0;
-for (const [name, options] of variants) {
+for (const [name, { preset, distil, ...options }] of variants) {
   if (values.only && !name.includes(values.only)) continue;
   for (const seed of seeds) {
     if (job++ % parts !== part) continue;
-    const model = createModel({ seed });
-    const result = await train(model, data.train, { ...options, seed });
+    const model = createModel({ seed, preset });
+    const result = await train(model, data.train, {
+      ...options,
+      seed,
+      ...(distil ? { teacher } : {}),
+    });
     const { accuracy } = await evaluate(model, data.test);
     model.dispose();
-    console.log(JSON.stringify({ name, seed, accuracy, seconds: result.seconds }));
+    console.log(
+      JSON.stringify({ name, seed, params: model.params, accuracy, seconds: result.seconds }),
+    );
+    accuracies.set(name, [...accuracies.get(name) ?? [], accuracy]);
   }
 }
+for (const [name, list] of accuracies) {
+  const mean = list.reduce((a, b) => a + b, 0) / list.length;
+  console.log(JSON.stringify({ name, seeds: list.length, mean, min: Math.min(...list) }));
+}
+teacher?.dispose();

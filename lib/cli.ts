@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { BACKEND_ORDER, type BackendPreference, selectBackend } from "./backend.ts";
 import { evaluate, robustness } from "./evaluate.ts";
@@ -11,6 +12,7 @@ import { loadModel, newestModel, saveModel } from "./io.ts";
 import { decodeImage } from "./image_file.ts";
 import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
 import { formatModelCard } from "./model_card.ts";
+import { exportOnnx } from "./onnx.ts";
 import { preprocessDigit } from "./preprocess.ts";
 import { type Dataset, loadMnist } from "./mnist.ts";
 import { createModel, MODEL_PRESETS, type ModelPreset } from "./model.ts";
@@ -32,6 +34,8 @@ Options:
                      the pass, within the same budget (default 0.15)
   --workers N        data-parallel wasm workers, 0 for this thread only
                      (default 2 on wasm, 0 on webgpu and cpu)
+  --teacher PATH     distil this trained model into the new one (soft targets
+                     at temperature 4, weight 0.7; e.g. with --preset mini)
   --no-augment       do not augment training batches (default: mild
                      augmentation whose strength decays to 0 over the run)
   --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny)
@@ -65,6 +69,23 @@ Options:
 Exit code 0 when every file was classified, 1 when some could not be (each
 named on stderr; the others are still classified), 2 for bad usage.`;
 
+const EXPORT_HELP = `Usage: deno task export [options]
+
+Export a trained model: as ONNX (--onnx FILE), and/or quantized to 8 bits
+(--quantize int8: a TensorFlow.js folder with uint8 kernels, saved beside
+the others, and int8 weights in the ONNX file). Quantizing measures the test
+accuracy before and after, and the file sizes.
+
+Options:
+  --model PATH       model folder or its .json file (default: the newest
+                     mnist_model_* in ./models)
+  --onnx FILE        write an ONNX file (opset 13, IR 8) for onnxruntime & co.
+  --quantize int8    quantize the weights (see above)
+  --out DIR          where the quantized model folder goes (default ./models)
+  --data-dir DIR     MNIST files for the accuracy check (as for train)
+  --json             print one JSON summary to stdout
+  --help             show this help`;
+
 const PREVIEW_HELP = `Usage: deno task preview [options]
 
 Write a PNG grid: a row of test digits, then one row per augmentation.
@@ -85,42 +106,66 @@ class UsageError extends Error {}
 class PreflightError extends UsageError {}
 
 /**
- * The permissions `deno task train` runs with (deno.json's `train` task;
- * a test keeps the two equal). Used to print the exact command that widens
- * them.
+ * The permissions each task runs with (deno.json's tasks; a test keeps them
+ * equal). Used to print the exact command that widens them.
  */
-export const TRAIN_PERMISSIONS: readonly string[] = [
-  "--allow-read",
-  "--allow-write=./models,./data",
-  "--allow-net=ossci-datasets.s3.amazonaws.com,storage.googleapis.com,raw.githubusercontent.com",
-  "--allow-env=TINYMNIST_DATA_DIR,TINYMNIST_DISABLE_WEBGPU",
-];
+export const TASK_PERMISSIONS: Readonly<Record<"train" | "export", readonly string[]>> = {
+  train: [
+    "--allow-read",
+    "--allow-write=./models,./data",
+    "--allow-net=ossci-datasets.s3.amazonaws.com,storage.googleapis.com,raw.githubusercontent.com",
+    "--allow-env=TINYMNIST_DATA_DIR,TINYMNIST_DISABLE_WEBGPU",
+  ],
+  export: [
+    "--allow-read",
+    "--allow-write=./models,./data,./exports",
+    "--allow-net=ossci-datasets.s3.amazonaws.com,storage.googleapis.com,raw.githubusercontent.com",
+    "--allow-env=TINYMNIST_DATA_DIR,TINYMNIST_DISABLE_WEBGPU",
+  ],
+};
 
 /** Quote a word for a POSIX shell where needed. */
 const shellWord = (word: string) =>
   /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
 
 /**
- * Check, before any training, that the model can be saved under `out`:
- * write permission (with the exact command that grants it) and a writable
- * folder (created if missing, as saving would).
+ * Throw a PreflightError with the exact command that grants the task
+ * read and write access to `path`, unless it has them.
  */
-async function checkSaveFolder(out: string, args: readonly string[]): Promise<void> {
+async function checkPermission(
+  path: string,
+  task: keyof typeof TASK_PERMISSIONS,
+  args: readonly string[],
+  action: string,
+): Promise<void> {
+  const write = await Deno.permissions.query({ name: "write", path });
+  const read = await Deno.permissions.query({ name: "read", path });
+  if (write.state === "granted" && read.state === "granted") return;
+  const flags = TASK_PERMISSIONS[task].map((flag) =>
+    flag.startsWith("--allow-write=") ? `${flag},${path}` : flag
+  );
+  if (read.state !== "granted") flags.unshift(`--allow-read=${path}`);
+  const command = ["deno", "run", ...flags, "lib/cli.ts", task, ...args].map(shellWord);
+  const allowed = TASK_PERMISSIONS[task].find((f) => f.startsWith("--allow-write="))!.slice(14);
+  throw new PreflightError(
+    `${action}: expected write permission for it, got none (deno task ${task} may write to ${
+      allowed.replaceAll(",", ", ")
+    } only); run instead: ${command.join(" ")}`,
+  );
+}
+
+/**
+ * Check, before any long work, that a model can be saved under `out`:
+ * permission (with the exact command that grants it) and a writable folder
+ * (created if missing, as saving would).
+ */
+async function checkSaveFolder(
+  out: string,
+  task: keyof typeof TASK_PERMISSIONS,
+  args: readonly string[],
+): Promise<void> {
   const action = `Cannot save the model in ${JSON.stringify(out)}`;
-  const write = await Deno.permissions.query({ name: "write", path: out });
-  const read = await Deno.permissions.query({ name: "read", path: out });
-  if (write.state !== "granted" || read.state !== "granted") {
-    const flags = TRAIN_PERMISSIONS.map((flag) =>
-      flag.startsWith("--allow-write=") ? `${flag},${out}` : flag
-    );
-    if (read.state !== "granted") flags.unshift(`--allow-read=${out}`);
-    const command = ["deno", "run", ...flags, "lib/cli.ts", "train", ...args].map(shellWord);
-    throw new PreflightError(
-      `${action}: expected write permission for it, got none (deno task train may write to ./models only); run instead: ${
-        command.join(" ")
-      }`,
-    );
-  }
+  await checkPermission(out, task, args, action);
   try {
     await Deno.mkdir(out, { recursive: true });
     const probe = await Deno.makeTempFile({ dir: out, prefix: ".tinymnist-write-check-" });
@@ -207,6 +252,7 @@ async function trainCommand(args: string[]): Promise<number> {
       "hard-examples": { type: "string" },
       workers: { type: "string" },
       "no-augment": { type: "boolean" },
+      teacher: { type: "string" },
       backend: { type: "string" },
       "data-dir": { type: "string" },
       dataset: { type: "string" },
@@ -256,7 +302,7 @@ async function trainCommand(args: string[]): Promise<number> {
   const out = values.out ?? "./models";
   const json = values.json ?? false;
   const say = (line: string) => (json ? err(line + "\n") : console.log(line));
-  if (!values["no-save"]) await checkSaveFolder(out, args);
+  if (!values["no-save"]) await checkSaveFolder(out, "train", args);
 
   const selection = await selectBackend(backend);
   say(`backend: ${selection.description}`);
@@ -265,6 +311,8 @@ async function trainCommand(args: string[]): Promise<number> {
   const data = await loadMnist({ dataset, dir: values["data-dir"] });
   say(`data: ${dataset} from ${data.source} (${data.train.count} train, ${data.test.count} test)`);
 
+  const teacher = values.teacher === undefined ? undefined : await loadModel(values.teacher);
+  if (teacher) say(`teacher: ${values.teacher} (${teacher.preset}, ${teacher.params} parameters)`);
   const model = createModel({ preset, seed });
   say(`model: ${preset}, ${model.params.toLocaleString("en-US")} trainable parameters`);
 
@@ -277,6 +325,7 @@ async function trainCommand(args: string[]): Promise<number> {
     hardExamples,
     workers,
     augment: values["no-augment"] ? false : MILD_AUGMENTATION,
+    teacher,
     onBatchEnd: progressReporter(Deno.stderr.isTerminal()),
     onEpochEnd: (e) =>
       say(
@@ -312,6 +361,7 @@ async function trainCommand(args: string[]): Promise<number> {
       backend: result.workers ? `${selection.name} (${result.workers} workers)` : selection.name,
       trainSeconds: result.seconds,
       testAccuracy: evaluation.accuracy,
+      ...(values.teacher === undefined ? {} : { teacher: values.teacher }),
       training: {
         epochs,
         batchSize,
@@ -324,6 +374,7 @@ async function trainCommand(args: string[]): Promise<number> {
   });
   if (modelPath) say(`saved: ${modelPath}`);
   model.dispose();
+  teacher?.dispose();
   if (json) {
     console.log(JSON.stringify({
       params: model.params,
@@ -465,6 +516,109 @@ async function predictCommand(args: string[]): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
+/** Bytes of the files in a folder, by name. */
+function folderBytes(path: string): Record<string, number> {
+  return Object.fromEntries(
+    [...Deno.readDirSync(path)].map((e) => [e.name, Deno.statSync(`${path}/${e.name}`).size]),
+  );
+}
+
+/** Write a file atomically (temporary file, then rename). */
+async function writeFileAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  const temp = `${path}.tmp-${crypto.randomUUID()}`;
+  try {
+    await Deno.writeFile(temp, bytes);
+    await Deno.rename(temp, path);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+}
+
+async function exportCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      model: { type: "string" },
+      onnx: { type: "string" },
+      quantize: { type: "string" },
+      out: { type: "string" },
+      "data-dir": { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help) {
+    console.log(EXPORT_HELP);
+    return 0;
+  }
+  const quantize = values.quantize === undefined
+    ? false
+    : oneOf("quantize", values.quantize, ["int8"], "int8") === "int8";
+  if (!quantize && values.onnx === undefined) {
+    throw new UsageError("expected --onnx FILE, --quantize int8, or both");
+  }
+  const out = values.out ?? "./models";
+  if (quantize) await checkSaveFolder(out, "export", args);
+  if (values.onnx !== undefined) {
+    await checkPermission(
+      values.onnx,
+      "export",
+      args,
+      `Cannot write ${JSON.stringify(values.onnx)}`,
+    );
+  }
+  const say = (line: string) => (values.json ? err(line + "\n") : console.log(line));
+  const path = await modelPath(values.model);
+  await selectBackend("wasm");
+  const model = await loadModel(path);
+  say(`model: ${path} (${model.preset}, ${model.params.toLocaleString("en-US")} parameters)`);
+  const summary: Record<string, unknown> = { model: path };
+  if (quantize) {
+    const quantized = await saveModel(model, out, {
+      quantize: "uint8",
+      card: { ...model.card, testAccuracy: undefined },
+    });
+    const before = folderBytes(path), after = folderBytes(quantized);
+    const total = (files: Record<string, number>) =>
+      Object.values(files).reduce((a, b) => a + b, 0);
+    const data = await loadMnist({ dir: values["data-dir"] });
+    const floatAccuracy = (await evaluate(model, data.test)).accuracy;
+    const loaded = await loadModel(quantized);
+    const quantizedAccuracy = (await evaluate(loaded, data.test)).accuracy;
+    loaded.dispose();
+    say(`quantized: ${quantized}`);
+    say(
+      `  weights ${before["weights.bin"]} → ${after["weights.bin"]} bytes (${
+        (before["weights.bin"] / after["weights.bin"]).toFixed(2)
+      }× smaller); whole folder ${total(before)} → ${total(after)} bytes (${
+        (total(before) / total(after)).toFixed(2)
+      }×)`,
+    );
+    say(
+      `  test accuracy ${pct(floatAccuracy)} → ${pct(quantizedAccuracy)} (${
+        (100 * (quantizedAccuracy - floatAccuracy)).toFixed(2)
+      } points)`,
+    );
+    Object.assign(summary, {
+      quantized,
+      bytes: { float: before, quantized: after },
+      testAccuracy: { float: floatAccuracy, quantized: quantizedAccuracy },
+    });
+  }
+  if (values.onnx !== undefined) {
+    const bytes = await exportOnnx(model, { quantize: quantize ? "int8" : "none" });
+    await Deno.mkdir(dirname(values.onnx), { recursive: true });
+    await writeFileAtomically(values.onnx, bytes);
+    say(`onnx: ${values.onnx} (${bytes.length} bytes${quantize ? ", int8 weights" : ""})`);
+    Object.assign(summary, { onnx: values.onnx, onnxBytes: bytes.length });
+  }
+  model.dispose();
+  if (values.json) console.log(JSON.stringify(summary));
+  return 0;
+}
+
 async function previewCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -504,8 +658,11 @@ export async function main(args: string[]): Promise<number> {
   try {
     if (command === "train") return await trainCommand(rest);
     if (command === "predict") return await predictCommand(rest);
+    if (command === "export") return await exportCommand(rest);
     if (command === "preview") return await previewCommand(rest);
-    throw new UsageError(`unknown command "${command}": expected train, predict or preview`);
+    throw new UsageError(
+      `unknown command "${command}": expected train, predict, export or preview`,
+    );
   } catch (error) {
     const usage = error instanceof UsageError ||
       (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");

@@ -11,10 +11,17 @@
 import * as tf from "@tensorflow/tfjs";
 import type { AugmentOptions } from "./augment.ts";
 import { BackendError } from "./backend.ts";
+import type { Distillation } from "./loss.ts";
 
 /** A message from the trainer to a worker. Internal. */
 export type WorkerRequest =
-  | { type: "init"; topology: unknown; smoothing: number }
+  | {
+    type: "init";
+    topology: unknown;
+    smoothing: number;
+    /** The teacher to distil, its topology and all its weights (flat), with T and α. */
+    teacher: { topology: unknown; weights: Float32Array; settings: Distillation } | null;
+  }
   | {
     type: "step";
     /** All trainable weights, flat, in `trainableWeights` order. */
@@ -128,6 +135,7 @@ export class GradientWorkers {
     count: number,
     net: tf.LayersModel,
     smoothing: number,
+    teacher: { net: tf.LayersModel; settings: Distillation } | null = null,
   ): Promise<GradientWorkers> {
     const workers = Array.from(
       { length: count },
@@ -136,7 +144,14 @@ export class GradientWorkers {
     const pool = new GradientWorkers(workers);
     const topology = net.toJSON(null, false);
     try {
-      await Promise.all(workers.map((w) => call(w, { type: "init", topology, smoothing })));
+      const replica = teacher && {
+        topology: teacher.net.toJSON(null, false),
+        weights: readFlat(teacher.net.weights),
+        settings: teacher.settings,
+      };
+      await Promise.all(
+        workers.map((w) => call(w, { type: "init", topology, smoothing, teacher: replica })),
+      );
     } catch (error) {
       pool.close();
       throw error;

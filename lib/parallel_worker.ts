@@ -12,7 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import { augmentBatch } from "./augment.ts";
 import { selectBackend } from "./backend.ts";
 import { createRng } from "./rng.ts";
-import { smoothedCrossEntropy } from "./loss.ts";
+import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
 import { trainingForward } from "./forward.ts";
 import { IMAGE_SIZE } from "./model.ts";
 import { readFlat, type WorkerReply, type WorkerRequest, writeFlat } from "./parallel.ts";
@@ -21,6 +21,8 @@ let net: tf.LayersModel | undefined;
 /** The replica's trainable variables, in `trainableWeights` order (the same objects every step). */
 let vars: tf.Variable[] = [];
 let smoothing = 0;
+/** The teacher's replica and T, α, when distilling. */
+let teacher: { net: tf.LayersModel; settings: Distillation } | null = null;
 
 function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
   const model = net!;
@@ -31,11 +33,14 @@ function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
     : request.pixels;
   const x = tf.tensor4d(pixels, [request.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
   const labels = tf.tensor1d(request.labels, "int32");
+  // The teacher sees the same augmented images as the student (inference mode, no gradient).
+  const soft = teacher &&
+    tf.tidy(() => softTargets(teacher!.net.predict(x) as tf.Tensor, teacher!.settings.temperature));
   let perSample: tf.Tensor | undefined;
   const { value, grads } = tf.variableGrads(() =>
     tf.tidy(() => {
       const probs = trainingForward(model, x);
-      const each = smoothedCrossEntropy(probs, labels, smoothing);
+      const each = trainingLoss(probs, labels, smoothing, soft, teacher?.settings ?? null);
       perSample = tf.keep(each);
       return each.mean().asScalar();
     }), vars);
@@ -48,6 +53,7 @@ function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
   }
   const losses = (perSample!.dataSync() as Float32Array).slice();
   tf.dispose([x, labels, value, perSample!, ...Object.values(grads)]);
+  soft?.dispose();
   return { type: "step", gradients, losses, state: readFlat(model.nonTrainableWeights) };
 }
 
@@ -61,6 +67,13 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       });
       vars = net.trainableWeights.map((w) => w.read() as tf.Variable);
       smoothing = request.smoothing;
+      if (request.teacher) {
+        const net = await tf.models.modelFromJSON({
+          modelTopology: request.teacher.topology as tf.io.ModelJSON["modelTopology"],
+        });
+        writeFlat(net.weights, request.teacher.weights);
+        teacher = { net, settings: request.teacher.settings };
+      }
       self.postMessage({ type: "ready" } satisfies WorkerReply);
     } else {
       const reply = step(request);

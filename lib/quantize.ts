@@ -18,7 +18,7 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs";
+import type * as tf from "@tensorflow/tfjs";
 
 /** One weight as the manifest describes it, with its bytes. */
 export interface EncodedWeight {

@@ -11,7 +11,7 @@ import { checkLabelled, IMAGE_PIXELS, IMAGE_SIZE, type LabelledImages } from "./
 import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { createRng, shuffle } from "./rng.ts";
 import { FlatAdam } from "./adam.ts";
-import { smoothedCrossEntropy } from "./loss.ts";
+import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
 import { trainingForward } from "./forward.ts";
 import { GradientWorkers, readFlat, type Shard, writeFlat } from "./parallel.ts";
 
@@ -153,6 +153,25 @@ export interface TrainOptions {
    * @default {2 when the active backend is wasm, else 0}
    */
   workers?: number;
+  /**
+   * A trained model to distil into this one (Hinton et al. 2015, "Distilling
+   * the Knowledge in a Neural Network", arXiv:1503.02531): its probabilities
+   * on each training batch (augmented as the student sees it), softened at
+   * `distillTemperature`, are soft targets alongside the labels. With
+   * workers, each worker holds a replica of the teacher.
+   * @default {undefined} no teacher
+   */
+  teacher?: Classifier;
+  /**
+   * Softmax temperature T of the distillation (1–100).
+   * @default {4}
+   */
+  distillTemperature?: number;
+  /**
+   * Weight α of the soft targets in the loss; the labels get 1 − α (0–1).
+   * @default {0.7}
+   */
+  distillWeight?: number;
   /** Called after every batch. */
   onBatchEnd?: (event: BatchEvent) => void;
   /** Called after every epoch. */
@@ -280,6 +299,25 @@ async function weightsFinite(net: tf.LayersModel): Promise<boolean> {
   return Number.isFinite(value);
 }
 
+/** The teacher's model and T, α, when `options.teacher` is given; else null. */
+function distillationOf(
+  options: TrainOptions,
+): { net: tf.LayersModel; settings: Distillation } | null {
+  const { teacher } = options;
+  if (teacher === undefined) {
+    for (const name of ["distillTemperature", "distillWeight"] as const) {
+      if (options[name] !== undefined) {
+        throw new TypeError(`Cannot train: expected ${name} only with a teacher, got no teacher`);
+      }
+    }
+    return null;
+  }
+  const net = layersModelOf(teacher); // a TypeError for anything but a tinymnist classifier
+  const temperature = numberIn("distillTemperature", options.distillTemperature ?? 4, 1, 100);
+  const weight = numberIn("distillWeight", options.distillWeight ?? 0.7, 0, 1);
+  return { net, settings: { temperature, weight } };
+}
+
 /** Every key of {@linkcode TrainOptions}: a misspelt option is an error, not ignored. */
 const TRAIN_OPTION_NAMES: ReadonlySet<string> = new Set(
   [
@@ -296,6 +334,9 @@ const TRAIN_OPTION_NAMES: ReadonlySet<string> = new Set(
     "augmentSchedule",
     "lossEvery",
     "workers",
+    "teacher",
+    "distillTemperature",
+    "distillWeight",
     "onBatchEnd",
     "onEpochEnd",
     "onHardExamples",
@@ -407,6 +448,7 @@ export async function train(
     0,
     64,
   );
+  const teacher = distillationOf(options);
   /** Stop with a DivergenceError: `what` became non-finite at 1-based step `at`. */
   const diverged = (what: string, lr: number, at: number): never => {
     throw new DivergenceError(
@@ -471,7 +513,7 @@ export async function train(
   let takeStep: (ids: Int32Array, lr: number) => Promise<tf.Scalar | number>;
   let finish: () => void;
   if (workers > 0) {
-    const pool = await GradientWorkers.start(workers, net, smoothing);
+    const pool = await GradientWorkers.start(workers, net, smoothing, teacher);
     const params = readFlat(net.trainableWeights);
     let state = readFlat(net.nonTrainableWeights);
     const adam = new FlatAdam(params.length);
@@ -519,15 +561,27 @@ export async function train(
         [ids.length, IMAGE_SIZE, IMAGE_SIZE, 1],
       );
       let perSample: tf.Tensor | undefined;
+      // The teacher sees the same (augmented) images, in inference mode, outside the gradient.
+      const soft = teacher &&
+        tf.tidy(() =>
+          softTargets(teacher.net.predict(x) as tf.Tensor, teacher.settings.temperature)
+        );
       const loss = optimizer.minimize(() =>
         tf.tidy(() => {
           const probs = trainingForward(net, x);
-          const each = smoothedCrossEntropy(probs, tf.gather(allLabels, indices), smoothing);
+          const each = trainingLoss(
+            probs,
+            tf.gather(allLabels, indices),
+            smoothing,
+            soft,
+            teacher?.settings ?? null,
+          );
           if (trackLoss) perSample = tf.keep(each);
           return each.mean().asScalar();
         }), true) as tf.Scalar;
       x.dispose();
       indices.dispose();
+      soft?.dispose();
       if (perSample) pending.push({ indices: ids.slice(), losses: perSample });
       return Promise.resolve(loss);
     };

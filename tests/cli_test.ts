@@ -1,17 +1,9 @@
 import assert from "node:assert/strict";
-import { main, TRAIN_PERMISSIONS } from "../lib/cli.ts";
+import { TASK_PERMISSIONS } from "../lib/cli.ts";
+import { runCli } from "./_cli.ts";
 
 /** Run the CLI in-process; returns its exit code and what it wrote to stderr. */
-async function run(args: string[]): Promise<{ code: number; stderr: string }> {
-  const chunks: string[] = [];
-  const original = Deno.stderr.writeSync;
-  Deno.stderr.writeSync = (p: Uint8Array) => (chunks.push(new TextDecoder().decode(p)), p.length);
-  try {
-    return { code: await main(args), stderr: chunks.join("") };
-  } finally {
-    Deno.stderr.writeSync = original;
-  }
-}
+const run = (args: string[]) => runCli(args);
 
 for (
   const [args, message] of [
@@ -36,7 +28,10 @@ for (
       ["--bogus"],
       "error: Unknown option '--bogus' (see --help)",
     ],
-    [["fly"], 'error: unknown command "fly": expected train, predict or preview (see --help)'],
+    [
+      ["fly"],
+      'error: unknown command "fly": expected train, predict, export or preview (see --help)',
+    ],
   ] as const
 ) {
   Deno.test(`bad usage ${args.join(" ")} → one line and exit code 2`, async () => {
@@ -71,8 +66,9 @@ async function runProcess(flags: string[], args: string[]) {
   return { code, stdout: text(stdout), stderr: text(stderr) };
 }
 
-Deno.test("the CLI's idea of the train task's permissions is deno.json's", async () => {
-  assert.deepEqual(await taskFlags("train"), TRAIN_PERMISSIONS);
+Deno.test("the CLI's idea of the tasks' permissions is deno.json's", async () => {
+  assert.deepEqual(await taskFlags("train"), TASK_PERMISSIONS.train);
+  assert.deepEqual(await taskFlags("export"), TASK_PERMISSIONS.export);
 });
 
 Deno.test("--out outside the task's write permission fails before training, with the command to use", async () => {
@@ -80,14 +76,14 @@ Deno.test("--out outside the task's write permission fails before training, with
   try {
     const args = ["train", "--out", out, "--backend", "cpu"];
     const { code, stdout, stderr } = await runProcess(await taskFlags("train"), args);
-    const widened = TRAIN_PERMISSIONS.map((f) =>
+    const widened = TASK_PERMISSIONS.train.map((f) =>
       f.startsWith("--allow-write=") ? `${f},${out}` : f
     );
     assert.equal(code, 2, stderr);
     assert.equal(stdout, "", "nothing started: no backend, data or training lines");
     assert.equal(
       stderr,
-      `error: Cannot save the model in "${out}": expected write permission for it, got none (deno task train may write to ./models only); run instead: deno run ${
+      `error: Cannot save the model in "${out}": expected write permission for it, got none (deno task train may write to ./models, ./data only); run instead: deno run ${
         widened.join(" ")
       } lib/cli.ts train ${args.slice(1).join(" ")}\n`,
     );

@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { selectBackend } from "../lib/backend.ts";
-import { main } from "../lib/cli.ts";
 import { encodeJpeg, encodePng } from "../lib/image_file.ts";
 import type { PixelImage } from "../lib/preprocess.ts";
 import {
@@ -18,6 +17,7 @@ import {
   onTransparent,
   upscale,
 } from "./_digit_forms.ts";
+import { runCli } from "./_cli.ts";
 import { trainedModel } from "./_trained.ts";
 
 /** Each form: a name, a file extension and how a 28×28 digit becomes that file's pixels. */
@@ -54,20 +54,6 @@ async function writeImage(path: string, kind: "png" | "jpg", image: PixelImage):
   await Deno.writeFile(path, bytes);
 }
 
-/** Run the CLI in-process; returns its exit code, stdout and stderr. */
-async function run(args: string[]) {
-  const out: string[] = [], errors: string[] = [];
-  const log = console.log, write = Deno.stderr.writeSync;
-  console.log = (line: string) => out.push(line);
-  Deno.stderr.writeSync = (p: Uint8Array) => (errors.push(new TextDecoder().decode(p)), p.length);
-  try {
-    return { code: await main(args), stdout: out.join("\n"), stderr: errors.join("") };
-  } finally {
-    console.log = log;
-    Deno.stderr.writeSync = write;
-  }
-}
-
 Deno.test(`predict: ${FORMS.length * PER_FORM} real test digits as image files score within 1 point of the raw tensors`, async () => {
   const { data, model, path } = await trainedModel();
   await selectBackend("wasm");
@@ -82,7 +68,7 @@ Deno.test(`predict: ${FORMS.length * PER_FORM} real test digits as image files s
       files.push(file);
       labels.push(data.test.labels[i]);
     }
-    const { code, stdout, stderr } = await run(["predict", "--model", path, "--json", ...files]);
+    const { code, stdout, stderr } = await runCli(["predict", "--model", path, "--json", ...files]);
     assert.equal(code, 0, stderr);
     const { results } = JSON.parse(stdout) as { results: { file: string; digit: number }[] };
     assert.deepEqual(results.map((r) => r.file), files);
@@ -113,7 +99,7 @@ Deno.test("predict: a bad file is named, the others are still classified, exit c
     await writeImage(`${dir}/seven.png`, "png", grey(data.test.images.subarray(0, 784), true));
     await Deno.writeTextFile(`${dir}/notes.png`, "not an image");
     await writeImage(`${dir}/blank.png`, "png", grey(new Float32Array(784)));
-    const { code, stdout, stderr } = await run([
+    const { code, stdout, stderr } = await runCli([
       "predict",
       "--model",
       path,
@@ -141,7 +127,7 @@ Deno.test("predict: a bad file is named, the others are still classified, exit c
 
 Deno.test("predict: --info prints the model card; no model says how to train one", async () => {
   const { path } = await trainedModel();
-  const info = await run(["predict", "--model", path, "--info"]);
+  const info = await runCli(["predict", "--model", path, "--info"]);
   assert.equal(info.code, 0, info.stderr);
   const lines = info.stdout.split("\n");
   assert.equal(lines[0], `model: ${path}`);
@@ -151,7 +137,7 @@ Deno.test("predict: --info prints the model card; no model says how to train one
   const empty = await Deno.makeTempDir();
   Deno.chdir(empty);
   try {
-    const none = await run(["predict", "x.png"]);
+    const none = await runCli(["predict", "x.png"]);
     assert.equal(none.code, 1);
     assert.equal(
       none.stderr,
@@ -161,7 +147,7 @@ Deno.test("predict: --info prints the model card; no model says how to train one
     Deno.chdir(cwd);
     await Deno.remove(empty, { recursive: true });
   }
-  const usage = await run(["predict", "--model", path]);
+  const usage = await runCli(["predict", "--model", path]);
   assert.equal(usage.code, 2);
   assert.equal(
     usage.stderr,

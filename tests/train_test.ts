@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
-import { smoothedCrossEntropy } from "../lib/loss.ts";
+import { smoothedCrossEntropy, softTargets, trainingLoss } from "../lib/loss.ts";
 import { createModel, layersModelOf } from "../lib/model.ts";
 import { learningRateAt, MILD_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
 
@@ -261,3 +261,58 @@ Deno.test("options of the wrong type or with a misspelt name are TypeErrors", as
   });
   model.dispose();
 });
+
+Deno.test("the distillation loss is α·T²·CE(soft, softmax(log p / T)) + (1 − α)·smoothed CE", async () => {
+  await selectBackend("cpu");
+  const p = [0.7, 0.1, 0.05, 0.05, 0.02, 0.02, 0.02, 0.02, 0.01, 0.01];
+  const q = [0.5, 0.3, 0.1, 0.02, 0.02, 0.02, 0.01, 0.01, 0.01, 0.01];
+  const [t, alpha, s] = [3, 0.6, 0.1];
+  const probs = tf.tensor2d([p]), teacher = tf.tensor2d([q]), labels = tf.tensor1d([0], "int32");
+  const soft = softTargets(teacher, t);
+  const [got] = await trainingLoss(probs, labels, s, soft, { temperature: t, weight: alpha })
+    .data();
+  // The same in plain arithmetic.
+  const softmaxOfLog = (v: number[]) => {
+    const e = v.map((x) => x ** (1 / t)), sum = e.reduce((a, b) => a + b);
+    return e.map((x) => x / sum);
+  };
+  const target = softmaxOfLog(q), student = softmaxOfLog(p);
+  const softTerm = -target.reduce((a, x, k) => a + x * Math.log(student[k]), 0);
+  const hardTerm = -p.reduce((a, x, k) => a + ((k === 0 ? 1 - s : 0) + s / 10) * Math.log(x), 0);
+  const expected = alpha * t * t * softTerm + (1 - alpha) * hardTerm;
+  assert.ok(Math.abs(got - expected) < 1e-5, `${got} vs ${expected}`);
+  tf.dispose([probs, teacher, labels, soft]);
+});
+
+for (const [backend, workers] of [["cpu", 0], ["wasm", 2]] as const) {
+  Deno.test(`a student distilled with α = 1 learns its teacher, not wrong labels (${backend}, ${workers} workers)`, async () => {
+    await selectBackend(backend);
+    const data = halves(64);
+    const teacher = createModel({ preset: "seed", seed: 1 });
+    await train(teacher, data, { epochs: 2, batchSize: 8, workers });
+    assert.deepEqual(
+      await teacher.classify(data.images),
+      data.labels,
+      "the teacher knows the task",
+    );
+    const student = createModel({ preset: "mini", seed: 2 });
+    const wrong = { ...data, labels: new Uint8Array(data.count) }; // every label says 0
+    await train(student, wrong, {
+      epochs: 2,
+      batchSize: 8,
+      workers,
+      teacher,
+      distillWeight: 1,
+      distillTemperature: 2,
+    });
+    const predicted = await student.classify(data.images);
+    const agree = predicted.filter((d, i) => d === data.labels[i]).length;
+    assert.ok(agree >= 60, `${agree}/64 follow the teacher`);
+    await assert.rejects(train(student, data, { distillWeight: 0.5 }), {
+      name: "TypeError",
+      message: "Cannot train: expected distillWeight only with a teacher, got no teacher",
+    });
+    teacher.dispose();
+    student.dispose();
+  });
+}

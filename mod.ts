@@ -135,3 +135,25 @@ export {
   type SaveModelOptions,
 } from "./lib/io.ts";
 export { exportOnnx, type ExportOnnxOptions } from "./lib/onnx.ts";
+export {
+  type HistoryBatch,
+  type HistoryRecorder,
+  recordHistory,
+  type TrainingHistory,
+} from "./lib/history.ts";
+export {
+  type Predictions,
+  type ReportFiles,
+  type ReportHeader,
+  type ReportInput,
+  type ReportOptions,
+  writeReport,
+} from "./lib/report.ts";
+export { TensorBoardWriter } from "./lib/tensorboard.ts";
+export {
+  MAX_PREDICT_PIXELS,
+  type ModelServer,
+  serve,
+  ServeError,
+  type ServeOptions,
+} from "./lib/serve.ts";

@@ -1,5 +1,5 @@
 /**
- * The command line: `deno task train`, `predict`, `export` and `preview`. The
+ * The command line: `deno task train`, `predict`, `export`, `serve` and `preview`. The
  * only module of tinymnist that prints.
  *
  * @module
@@ -9,10 +9,14 @@ import { parseArgs } from "node:util";
 import { BACKEND_ORDER, type BackendPreference, selectBackend } from "./backend.ts";
 import { evaluate, robustness } from "./evaluate.ts";
 import { loadModel, newestModel, saveModel } from "./io.ts";
-import { decodeImage } from "./image_file.ts";
+import { decodeImage, encodePng } from "./image_file.ts";
 import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
-import { formatModelCard } from "./model_card.ts";
+import { formatModelCard, VERSION } from "./model_card.ts";
 import { exportOnnx } from "./onnx.ts";
+import { recordHistory } from "./history.ts";
+import { writeReport } from "./report.ts";
+import { TensorBoardWriter } from "./tensorboard.ts";
+import { serve } from "./serve.ts";
 import { preprocessDigit } from "./preprocess.ts";
 import { type Dataset, loadMnist } from "./mnist.ts";
 import { createModel, MODEL_PRESETS, type ModelPreset } from "./model.ts";
@@ -48,6 +52,11 @@ Options:
                      training: elsewhere needs a wider --allow-write, and the
                      error prints the command that grants it
   --no-save          do not save the model
+  --report DIR       write DIR/report.html (self-contained) and its figures
+                     as SVG: loss, learning rate, per-class accuracy,
+                     confusion matrix, misclassified digits, robustness
+  --logdir DIR       write TensorBoard event files (loss, learning rate, test
+                     accuracy, misclassified digits): tensorboard --logdir DIR
   --json             print a JSON summary as the last line of stdout
   --help             show this help`;
 
@@ -86,6 +95,19 @@ Options:
   --json             print one JSON summary to stdout
   --help             show this help`;
 
+const SERVE_HELP = `Usage: deno task serve [options]
+
+Serve a page where you draw a digit and watch the model's ten probabilities
+(TensorFlow.js in the browser: webgpu, else webgl, else cpu), and
+POST /predict (a PNG or JPEG body, or JSON {"pixels": [784 values]}), on
+127.0.0.1 only. Ctrl-C stops it.
+
+Options:
+  --model PATH       model folder or its .json file (default: the newest
+                     mnist_model_* in ./models)
+  --port N           TCP port (default 8000; 0 picks a free one)
+  --help             show this help`;
+
 const PREVIEW_HELP = `Usage: deno task preview [options]
 
 Write a PNG grid: a row of test digits, then one row per augmentation.
@@ -109,16 +131,22 @@ class PreflightError extends UsageError {}
  * The permissions each task runs with (deno.json's tasks; a test keeps them
  * equal). Used to print the exact command that widens them.
  */
-export const TASK_PERMISSIONS: Readonly<Record<"train" | "export", readonly string[]>> = {
+export const TASK_PERMISSIONS: Readonly<Record<"train" | "export" | "serve", readonly string[]>> = {
   train: [
     "--allow-read",
-    "--allow-write=./models,./data",
+    "--allow-write=.",
     "--allow-net=ossci-datasets.s3.amazonaws.com,storage.googleapis.com,raw.githubusercontent.com",
     "--allow-env=TINYMNIST_DATA_DIR,TINYMNIST_DISABLE_WEBGPU",
+    "--allow-sys=hostname",
+  ],
+  serve: [
+    "--allow-net=127.0.0.1",
+    "--allow-read=./web,./models,./node_modules/.deno/@tensorflow+tfjs@4.22.0/node_modules/@tensorflow/tfjs/dist/tf.es2017.min.js,./node_modules/.deno/@tensorflow+tfjs-backend-webgpu@4.22.0/node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.es2017.min.js,./node_modules/.deno/@tensorflow+tfjs-backend-wasm@4.22.0/node_modules/@tensorflow/tfjs-backend-wasm/dist",
+    "--allow-env=TINYMNIST_DISABLE_WEBGPU",
   ],
   export: [
     "--allow-read",
-    "--allow-write=./models,./data,./exports",
+    "--allow-write=.",
     "--allow-net=ossci-datasets.s3.amazonaws.com,storage.googleapis.com,raw.githubusercontent.com",
     "--allow-env=TINYMNIST_DATA_DIR,TINYMNIST_DISABLE_WEBGPU",
   ],
@@ -148,7 +176,7 @@ async function checkPermission(
   const command = ["deno", "run", ...flags, "lib/cli.ts", task, ...args].map(shellWord);
   const allowed = TASK_PERMISSIONS[task].find((f) => f.startsWith("--allow-write="))!.slice(14);
   throw new PreflightError(
-    `${action}: expected write permission for it, got none (deno task ${task} may write to ${
+    `${action}: expected write permission for it, got none (deno task ${task} may write under ${
       allowed.replaceAll(",", ", ")
     } only); run instead: ${command.join(" ")}`,
   );
@@ -163,8 +191,8 @@ async function checkSaveFolder(
   out: string,
   task: keyof typeof TASK_PERMISSIONS,
   args: readonly string[],
+  action = `Cannot save the model in ${JSON.stringify(out)}`,
 ): Promise<void> {
-  const action = `Cannot save the model in ${JSON.stringify(out)}`;
   await checkPermission(out, task, args, action);
   try {
     await Deno.mkdir(out, { recursive: true });
@@ -259,6 +287,8 @@ async function trainCommand(args: string[]): Promise<number> {
       seed: { type: "string" },
       out: { type: "string" },
       "no-save": { type: "boolean" },
+      report: { type: "string" },
+      logdir: { type: "string" },
       json: { type: "boolean" },
       help: { type: "boolean" },
     },
@@ -303,6 +333,14 @@ async function trainCommand(args: string[]): Promise<number> {
   const json = values.json ?? false;
   const say = (line: string) => (json ? err(line + "\n") : console.log(line));
   if (!values["no-save"]) await checkSaveFolder(out, "train", args);
+  if (values.report !== undefined) {
+    const action = `Cannot write the report in ${JSON.stringify(values.report)}`;
+    await checkSaveFolder(values.report, "train", args, action);
+  }
+  if (values.logdir !== undefined) {
+    const action = `Cannot write TensorBoard logs in ${JSON.stringify(values.logdir)}`;
+    await checkSaveFolder(values.logdir, "train", args, action);
+  }
 
   const selection = await selectBackend(backend);
   say(`backend: ${selection.description}`);
@@ -314,6 +352,8 @@ async function trainCommand(args: string[]): Promise<number> {
   const teacher = values.teacher === undefined ? undefined : await loadModel(values.teacher);
   if (teacher) say(`teacher: ${values.teacher} (${teacher.preset}, ${teacher.params} parameters)`);
   const model = createModel({ preset, seed });
+  const progress = progressReporter(Deno.stderr.isTerminal());
+  const recorder = recordHistory();
   say(`model: ${preset}, ${model.params.toLocaleString("en-US")} trainable parameters`);
 
   const result = await train(model, data.train, {
@@ -326,7 +366,10 @@ async function trainCommand(args: string[]): Promise<number> {
     workers,
     augment: values["no-augment"] ? false : MILD_AUGMENTATION,
     teacher,
-    onBatchEnd: progressReporter(Deno.stderr.isTerminal()),
+    onBatchEnd: (event) => {
+      progress(event);
+      recorder.onBatchEnd(event);
+    },
     onEpochEnd: (e) =>
       say(
         `epoch ${e.epoch + 1}/${epochs}: loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s, ${
@@ -373,6 +416,56 @@ async function trainCommand(args: string[]): Promise<number> {
     },
   });
   if (modelPath) say(`saved: ${modelPath}`);
+  const trainingOptions = {
+    epochs,
+    batchSize,
+    learningRate: learningRate ?? 0.03,
+    miniEpochs,
+    hardExamples: hardExamples ?? 0.15,
+    augment: !values["no-augment"],
+    workers: result.workers,
+    ...(values.teacher === undefined ? {} : { teacher: values.teacher }),
+  };
+  const predicted = values.report !== undefined || values.logdir !== undefined
+    ? await model.classify(data.test.images, { count: data.test.count })
+    : undefined;
+  if (values.report !== undefined) {
+    const files = await writeReport(values.report, {
+      header: {
+        dataset,
+        backend: selection.name,
+        params: model.params,
+        trainSeconds: result.seconds,
+        seed,
+        options: trainingOptions,
+        version: VERSION,
+      },
+      history: recorder.history,
+      evaluation,
+      robustness: report,
+      predictions: { ...data.test, predicted: predicted! },
+    });
+    say(`report: ${files.html} (${files.figures.length} figures)`);
+  }
+  if (values.logdir !== undefined) {
+    const writer = await TensorBoardWriter.create(values.logdir);
+    for (const batch of recorder.history.batches) {
+      writer.scalar("train/learning_rate", batch.learningRate, batch.step);
+      if (batch.loss !== null) writer.scalar("train/loss", batch.loss, batch.step);
+    }
+    const lastStep = recorder.history.batches.at(-1)?.step ?? 0;
+    writer.scalar("test/accuracy", evaluation.accuracy, lastStep);
+    const grid = misclassifiedGrid(data.test.images, data.test.labels, predicted!);
+    if (grid) {
+      writer.image(
+        "test/misclassified",
+        await encodePng(grid.pixels, grid.width, grid.height),
+        lastStep,
+      );
+    }
+    await writer.close();
+    say(`tensorboard: ${writer.path} (tensorboard --logdir ${values.logdir})`);
+  }
   model.dispose();
   teacher?.dispose();
   if (json) {
@@ -516,6 +609,32 @@ async function predictCommand(args: string[]): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
+/**
+ * The first misclassified test digits tiled 10 to a row (1 px gaps), as
+ * 8-bit grey pixels for a PNG; undefined when there are none.
+ */
+function misclassifiedGrid(
+  images: Float32Array,
+  labels: Uint8Array,
+  predicted: Uint8Array,
+  most = 40,
+): { pixels: Uint8Array; width: number; height: number } | undefined {
+  const wrong = [...predicted.keys()].filter((i) => predicted[i] !== labels[i]).slice(0, most);
+  if (wrong.length === 0) return undefined;
+  const columns = Math.min(10, wrong.length), rows = Math.ceil(wrong.length / columns);
+  const width = columns * 29 - 1, height = rows * 29 - 1;
+  const pixels = new Uint8Array(width * height).fill(128);
+  wrong.forEach((index, n) => {
+    const [x0, y0] = [(n % columns) * 29, Math.floor(n / columns) * 29];
+    for (let y = 0; y < 28; y++) {
+      for (let x = 0; x < 28; x++) {
+        pixels[(y0 + y) * width + x0 + x] = Math.round(255 * images[index * 784 + y * 28 + x]);
+      }
+    }
+  });
+  return { pixels, width, height };
+}
+
 /** Bytes of the files in a folder, by name. */
 function folderBytes(path: string): Record<string, number> {
   return Object.fromEntries(
@@ -619,6 +738,49 @@ async function exportCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+async function serveCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      model: { type: "string" },
+      port: { type: "string" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help) {
+    console.log(SERVE_HELP);
+    return 0;
+  }
+  const port = integer("port", values.port, 8000, 0);
+  if (port > 65535) throw new UsageError(`--port expects an integer ≤ 65535, got "${values.port}"`);
+  const model = await modelPath(values.model);
+  if ((await Deno.permissions.query({ name: "read", path: model })).state !== "granted") {
+    const flags = TASK_PERMISSIONS.serve.map((flag) =>
+      flag.startsWith("--allow-read=") ? `${flag},${model}` : flag
+    );
+    const command = ["deno", "run", ...flags, "lib/cli.ts", "serve", ...args].map(shellWord);
+    throw new PreflightError(
+      `Cannot serve ${
+        JSON.stringify(model)
+      }: expected read permission for it, got none (deno task serve may read ./models only); run instead: ${
+        command.join(" ")
+      }`,
+    );
+  }
+  await selectBackend("wasm");
+  const server = await serve({ model, port });
+  console.log(`serving ${server.model} at ${server.url} (Ctrl-C to stop)`);
+  const stop = () => void server.shutdown();
+  Deno.addSignalListener("SIGINT", stop);
+  try {
+    await server.finished;
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+  }
+  return 0;
+}
+
 async function previewCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -659,9 +821,10 @@ export async function main(args: string[]): Promise<number> {
     if (command === "train") return await trainCommand(rest);
     if (command === "predict") return await predictCommand(rest);
     if (command === "export") return await exportCommand(rest);
+    if (command === "serve") return await serveCommand(rest);
     if (command === "preview") return await previewCommand(rest);
     throw new UsageError(
-      `unknown command "${command}": expected train, predict, export or preview`,
+      `unknown command "${command}": expected train, predict, export, serve or preview`,
     );
   } catch (error) {
     const usage = error instanceof UsageError ||

@@ -30,7 +30,7 @@ for (
     ],
     [
       ["fly"],
-      'error: unknown command "fly": expected train, predict, export or preview (see --help)',
+      'error: unknown command "fly": expected train, predict, export, serve or preview (see --help)',
     ],
   ] as const
 ) {
@@ -69,6 +69,7 @@ async function runProcess(flags: string[], args: string[]) {
 Deno.test("the CLI's idea of the tasks' permissions is deno.json's", async () => {
   assert.deepEqual(await taskFlags("train"), TASK_PERMISSIONS.train);
   assert.deepEqual(await taskFlags("export"), TASK_PERMISSIONS.export);
+  assert.deepEqual(await taskFlags("serve"), TASK_PERMISSIONS.serve);
 });
 
 Deno.test("--out outside the task's write permission fails before training, with the command to use", async () => {
@@ -83,7 +84,7 @@ Deno.test("--out outside the task's write permission fails before training, with
     assert.equal(stdout, "", "nothing started: no backend, data or training lines");
     assert.equal(
       stderr,
-      `error: Cannot save the model in "${out}": expected write permission for it, got none (deno task train may write to ./models, ./data only); run instead: deno run ${
+      `error: Cannot save the model in "${out}": expected write permission for it, got none (deno task train may write under . only); run instead: deno run ${
         widened.join(" ")
       } lib/cli.ts train ${args.slice(1).join(" ")}\n`,
     );
@@ -107,5 +108,27 @@ Deno.test("--out naming a file fails before training", async () => {
     );
   } finally {
     await Deno.remove(file);
+  }
+});
+
+Deno.test("serve with a model outside ./models fails at once with the command that can read it", async () => {
+  const model = await Deno.makeTempDir({ prefix: "tinymnist-elsewhere-" });
+  try {
+    const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+    const words = (config.tasks.serve as string).split(" ");
+    const { code, stdout, stderr } = await runProcess(
+      words.slice(2, words.indexOf("lib/cli.ts")),
+      ["serve", "--model", model],
+    );
+    assert.equal(code, 2, stderr);
+    assert.equal(stdout, "");
+    assert.match(
+      stderr,
+      new RegExp(
+        `^error: Cannot serve "${model}": expected read permission for it, got none .* run instead: deno run --allow-net=127\\.0\\.0\\.1 --allow-read=\\./web,.*,${model} .* lib/cli\\.ts serve --model ${model}\\n$`,
+      ),
+    );
+  } finally {
+    await Deno.remove(model, { recursive: true });
   }
 });

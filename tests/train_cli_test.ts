@@ -1,0 +1,75 @@
+/**
+ * `deno task train --report DIR --logdir DIR` end to end, in process: one
+ * real pass, then the report (opened from disk in headless Chromium: every
+ * figure renders, no console errors), the TensorBoard event file and the
+ * model card of the saved model.
+ */
+import assert from "node:assert/strict";
+import { loadModel } from "../lib/io.ts";
+import { runBrowser } from "./_browser.ts";
+import { runCli } from "./_cli.ts";
+
+Deno.test("train --report --logdir writes a report Chromium renders, TensorBoard events and a model card", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tinymnist-train-cli-" });
+  try {
+    const dataDir = Deno.env.get("TINYMNIST_DATA_DIR");
+    assert.ok(dataDir, "this test needs TINYMNIST_DATA_DIR (../shared/mnist, as .ci/run sets it)");
+    const { code, stdout, stderr } = await runCli([
+      "train",
+      "--backend",
+      "wasm",
+      "--data-dir",
+      dataDir,
+      "--out",
+      `${dir}/models`,
+      "--report",
+      `${dir}/out`,
+      "--logdir",
+      `${dir}/logs`,
+      "--json",
+    ]);
+    assert.equal(code, 0, stderr);
+    const summary = JSON.parse(stdout.split("\n").at(-1)!);
+    assert.ok(summary.testAccuracy >= 0.99);
+
+    // The model card records how the model was made.
+    const model = await loadModel(summary.modelPath);
+    assert.equal(model.card?.dataset, "mnist");
+    assert.equal(model.card?.seed, 42);
+    assert.equal(model.card?.testAccuracy, summary.testAccuracy);
+    assert.equal(model.card?.training?.epochs, 1);
+    model.dispose();
+
+    // TensorBoard: one event file with records (its format is checked in tensorboard_test.ts).
+    const events = [...Deno.readDirSync(`${dir}/logs`)].map((e) => e.name);
+    assert.equal(events.length, 1);
+    assert.match(events[0], /^events\.out\.tfevents\.\d+\./);
+    assert.ok(Deno.statSync(`${dir}/logs/${events[0]}`).size > 1000);
+
+    // The report: opened from disk in Chromium, every figure drawn, no errors.
+    const files = [...Deno.readDirSync(`${dir}/out`)].map((e) => e.name).sort();
+    assert.deepEqual(files, [
+      "confusion-matrix.svg",
+      "learning-rate.svg",
+      "loss.svg",
+      "misclassified.svg",
+      "per-class-accuracy.svg",
+      "report.html",
+      "robustness.svg",
+    ]);
+    const seen = await runBrowser({
+      url: `file://${dir}/out/report.html`,
+      viewport: { width: 1000, height: 800 },
+      digits: [],
+      inspect: true,
+    });
+    assert.equal(seen.error, undefined, seen.error);
+    assert.deepEqual(seen.problems, []);
+    assert.equal(seen.figures?.length, 6);
+    for (const f of seen.figures!) {
+      assert.ok(f.width > 100 && f.height > 100 && f.marks > 10, JSON.stringify(f));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -90,7 +90,8 @@ Options:
                      mnist_model_* in ./models)
   --onnx FILE        write an ONNX file (opset 13, IR 8) for onnxruntime & co.
   --quantize int8    quantize the weights (see above)
-  --out DIR          where the quantized model folder goes (default ./models)
+  --out DIR          where the quantized model folder goes (default ./exports,
+                     so that it does not become the newest model in ./models)
   --data-dir DIR     MNIST files for the accuracy check (as for train)
   --json             print one JSON summary to stdout
   --help             show this help`;
@@ -157,43 +158,47 @@ const shellWord = (word: string) =>
   /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
 
 /**
- * Throw a PreflightError with the exact command that grants the task
- * read and write access to `path`, unless it has them.
+ * Throw a PreflightError with the exact command that grants the task read
+ * and write access to every path it will write, unless it has them all; the
+ * message names the first path without access.
  */
-async function checkPermission(
-  path: string,
+async function checkPermissions(
+  targets: readonly { path: string; action: string }[],
   task: keyof typeof TASK_PERMISSIONS,
   args: readonly string[],
-  action: string,
 ): Promise<void> {
-  const write = await Deno.permissions.query({ name: "write", path });
-  const read = await Deno.permissions.query({ name: "read", path });
-  if (write.state === "granted" && read.state === "granted") return;
+  const missing: { path: string; action: string; read: boolean }[] = [];
+  for (const { path, action } of targets) {
+    const write = await Deno.permissions.query({ name: "write", path });
+    const read = await Deno.permissions.query({ name: "read", path });
+    if (write.state !== "granted" || read.state !== "granted") {
+      missing.push({ path, action, read: read.state !== "granted" });
+    }
+  }
+  if (missing.length === 0) return;
+  const paths = missing.map((m) => m.path).join(",");
   const flags = TASK_PERMISSIONS[task].map((flag) =>
-    flag.startsWith("--allow-write=") ? `${flag},${path}` : flag
+    flag.startsWith("--allow-write=") ? `${flag},${paths}` : flag
   );
-  if (read.state !== "granted") flags.unshift(`--allow-read=${path}`);
+  const unreadable = missing.filter((m) => m.read).map((m) => m.path);
+  if (unreadable.length > 0) flags.unshift(`--allow-read=${unreadable.join(",")}`);
   const command = ["deno", "run", ...flags, "lib/cli.ts", task, ...args].map(shellWord);
   const allowed = TASK_PERMISSIONS[task].find((f) => f.startsWith("--allow-write="))!.slice(14);
   throw new PreflightError(
-    `${action}: expected write permission for it, got none (deno task ${task} may write under ${
+    `${
+      missing[0].action
+    }: expected write permission for it, got none (deno task ${task} may write under ${
       allowed.replaceAll(",", ", ")
     } only); run instead: ${command.join(" ")}`,
   );
 }
 
 /**
- * Check, before any long work, that a model can be saved under `out`:
- * permission (with the exact command that grants it) and a writable folder
- * (created if missing, as saving would).
+ * Check, before any long work, that files can be written under `out` (after
+ * {@linkcode checkPermissions}): a writable folder, created if missing, as
+ * saving would.
  */
-async function checkSaveFolder(
-  out: string,
-  task: keyof typeof TASK_PERMISSIONS,
-  args: readonly string[],
-  action = `Cannot save the model in ${JSON.stringify(out)}`,
-): Promise<void> {
-  await checkPermission(out, task, args, action);
+async function checkSaveFolder(out: string, action: string): Promise<void> {
   try {
     await Deno.mkdir(out, { recursive: true });
     const probe = await Deno.makeTempFile({ dir: out, prefix: ".tinymnist-write-check-" });
@@ -332,15 +337,23 @@ async function trainCommand(args: string[]): Promise<number> {
   const out = values.out ?? "./models";
   const json = values.json ?? false;
   const say = (line: string) => (json ? err(line + "\n") : console.log(line));
-  if (!values["no-save"]) await checkSaveFolder(out, "train", args);
-  if (values.report !== undefined) {
-    const action = `Cannot write the report in ${JSON.stringify(values.report)}`;
-    await checkSaveFolder(values.report, "train", args, action);
-  }
-  if (values.logdir !== undefined) {
-    const action = `Cannot write TensorBoard logs in ${JSON.stringify(values.logdir)}`;
-    await checkSaveFolder(values.logdir, "train", args, action);
-  }
+  // Everything written after training is checked now: permissions first (one
+  // command grants them all), then that each folder can be written.
+  const folders = [
+    ...(values["no-save"]
+      ? []
+      : [{ path: out, action: `Cannot save the model in ${JSON.stringify(out)}` }]),
+    ...(values.report === undefined ? [] : [{
+      path: values.report,
+      action: `Cannot write the report in ${JSON.stringify(values.report)}`,
+    }]),
+    ...(values.logdir === undefined ? [] : [{
+      path: values.logdir,
+      action: `Cannot write TensorBoard logs in ${JSON.stringify(values.logdir)}`,
+    }]),
+  ];
+  await checkPermissions(folders, "train", args);
+  for (const { path, action } of folders) await checkSaveFolder(path, action);
 
   const selection = await selectBackend(backend);
   say(`backend: ${selection.description}`);
@@ -574,6 +587,8 @@ async function predictCommand(args: string[]): Promise<number> {
     } catch (error) {
       const message = error instanceof Deno.errors.NotFound
         ? "no such file"
+        : error instanceof Deno.errors.IsADirectory
+        ? "a folder, not an image file"
         : (error as Error).message;
       results.push({ file, error: message });
     }
@@ -678,21 +693,32 @@ async function exportCommand(args: string[]): Promise<number> {
   if (!quantize && values.onnx === undefined) {
     throw new UsageError("expected --onnx FILE, --quantize int8, or both");
   }
-  const out = values.out ?? "./models";
-  if (quantize) await checkSaveFolder(out, "export", args);
-  if (values.onnx !== undefined) {
-    await checkPermission(
-      values.onnx,
-      "export",
-      args,
-      `Cannot write ${JSON.stringify(values.onnx)}`,
-    );
+  // Not ./models: a quantized copy must not become the newest model that predict picks.
+  const out = values.out ?? "./exports";
+  const onnxFolder = values.onnx === undefined ? undefined : dirname(values.onnx);
+  if (values.onnx !== undefined && (await Deno.stat(values.onnx).catch(() => null))?.isDirectory) {
+    throw new UsageError(`--onnx expects a file name, got the folder "${values.onnx}"`);
   }
+  const folders = [
+    ...(quantize ? [{ path: out, action: `Cannot save the model in ${JSON.stringify(out)}` }] : []),
+    ...(onnxFolder === undefined ? [] : [{
+      path: onnxFolder,
+      action: `Cannot write ${JSON.stringify(values.onnx)}`,
+    }]),
+  ];
+  await checkPermissions(folders, "export", args);
+  for (const { path, action } of folders) await checkSaveFolder(path, action);
   const say = (line: string) => (values.json ? err(line + "\n") : console.log(line));
   const path = await modelPath(values.model);
   await selectBackend("wasm");
   const model = await loadModel(path);
   say(`model: ${path} (${model.preset}, ${model.params.toLocaleString("en-US")} parameters)`);
+  if (quantize && model.card?.weights === "uint8") {
+    model.dispose();
+    throw new UsageError(
+      `--quantize int8 expects a float32 model, got "${path}", which is already quantized`,
+    );
+  }
   const summary: Record<string, unknown> = { model: path };
   if (quantize) {
     const quantized = await saveModel(model, out, {

@@ -275,20 +275,35 @@ function compositeOnBackground(grey: Float64Array, alpha: Float64Array, border: 
   }
 }
 
-/** Light-on-black ink in [0, 1]: invert if the border is light, subtract it, stretch to 1. */
+/**
+ * Light-on-black ink in [0, 1]: invert if the border is light, subtract the
+ * background's level plus its noise, stretch to 1. The noise is how far the
+ * border's levels rise above their median (the 99th percentile: paper
+ * grain, uneven lighting) when most of the border varies, at most half the
+ * contrast so that a digit touching the border keeps its strokes; for a
+ * clean scan it is 0 and nothing changes.
+ */
 function normaliseInk(grey: Float64Array, border: number[]): Float64Array {
   const invert = median(border.map((p) => grey[p])) > 0.5; // dark on light
   const levels = invert ? grey.map((g) => 1 - g) : grey;
-  const background = median(border.map((p) => levels[p]));
-  const contrast = levels.reduce((m, g) => Math.max(m, g), 0) - background;
-  if (contrast < MIN_CONTRAST) {
+  const borderLevels = border.map((p) => levels[p]).sort((a, b) => a - b);
+  const background = median(borderLevels);
+  const top = levels.reduce((m, g) => Math.max(m, g), 0);
+  if (top - background < MIN_CONTRAST) {
     fail(
       RangeError,
-      `expected a digit, got a blank image (contrast ${contrast.toFixed(3)}, ` +
+      `expected a digit, got a blank image (contrast ${(top - background).toFixed(3)}, ` +
         `need ${MIN_CONTRAST})`,
     );
   }
-  return levels.map((g) => Math.min(1, Math.max(0, (g - background) / contrast)));
+  // A clean scan's border sits at one level but for the odd stroke that
+  // touches it; a photo's (grain, uneven light) varies almost everywhere.
+  const varying = borderLevels.filter((l) => Math.abs(l - background) > 1 / 255).length;
+  const noise = varying > 0.2 * borderLevels.length
+    ? borderLevels[Math.floor(0.99 * (borderLevels.length - 1))] - background
+    : 0;
+  const floor = background + Math.min(Math.max(0, noise), 0.5 * (top - background));
+  return levels.map((g) => Math.min(1, Math.max(0, (g - floor) / (top - floor))));
 }
 
 /** A rectangle of pixels: left, top, width and height, px. */

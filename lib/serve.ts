@@ -208,7 +208,7 @@ class HttpError extends Error {
  *   const predicted = await fetch(new URL("/predict", server.url), {
  *     method: "POST",
  *     headers: { "content-type": "application/json" },
- *     body: JSON.stringify({ pixels: new Array(784).fill(0) }),
+ *     body: JSON.stringify({ pixels: new Array(784).fill(0).fill(1, 300, 320) }), // a bar
  *   });
  *   const { probabilities } = await predicted.json();
  *   assert.equal(probabilities.length, 10);
@@ -526,7 +526,14 @@ function pixelsFromJson(text: string): Float32Array {
       } at index ${bad}`,
     );
   }
-  return Float32Array.from(pixels as number[]);
+  const input = Float32Array.from(pixels as number[]);
+  // A blank canvas would otherwise get a made-up digit (a PNG body is refused the same way).
+  if (input.every((p) => p < 0.1)) {
+    throw new RangeError(
+      "Cannot predict: expected a digit (light on black, MNIST-style, as preprocessDigit makes), got a blank image",
+    );
+  }
+  return input;
 }
 
 /** Answer `POST /predict`: the digit and the ten probabilities. */

@@ -74,3 +74,23 @@ export const BLACK: Rgb = [0, 0, 0];
 export const BLUE_INK: Rgb = [20, 40, 120];
 /** An off-white, like paper. */
 export const CREAM_PAPER: Rgb = [240, 230, 200];
+
+/**
+ * The digit at 180 px in dark ink on a 400×300 photo-like page: lighting
+ * that rises from 150 to 230 grey levels left to right, and grain of ±20
+ * levels (uniform, from `random`, a function returning [0, 1)).
+ */
+export function onPhotoPage(digit: Float32Array, random: () => number): PixelImage {
+  const [width, height, size] = [400, 300, 180];
+  const big = upscale(digit, size);
+  const data = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const [dx, dy] = [x - 110, y - 60];
+      const ink = dx >= 0 && dx < size && dy >= 0 && dy < size ? big[dy * size + dx] : 0;
+      const paper = 150 + (80 * x) / width + (40 * random() - 20);
+      data[y * width + x] = Math.max(0, Math.min(255, Math.round(paper * (1 - ink) + 20 * ink)));
+    }
+  }
+  return { width, height, data };
+}

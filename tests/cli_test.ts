@@ -132,3 +132,33 @@ Deno.test("serve with a model outside ./models fails at once with the command th
     await Deno.remove(model, { recursive: true });
   }
 });
+
+Deno.test("export outside the working folder: one printed command grants every path, nothing written", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tinymnist-elsewhere-" });
+  try {
+    const args = [
+      "export",
+      "--quantize",
+      "int8",
+      "--onnx",
+      `${dir}/onnx/m.onnx`,
+      "--out",
+      `${dir}/q`,
+    ];
+    const { code, stdout, stderr } = await runProcess(await taskFlags("export"), args);
+    assert.equal(code, 2, stderr);
+    assert.equal(stdout, "");
+    const widened = TASK_PERMISSIONS.export.map((f) =>
+      f.startsWith("--allow-write=") ? `${f},${dir}/q,${dir}/onnx` : f
+    );
+    assert.equal(
+      stderr,
+      `error: Cannot save the model in "${dir}/q": expected write permission for it, got none (deno task export may write under . only); run instead: deno run ${
+        widened.join(" ")
+      } lib/cli.ts ${args.join(" ")}\n`,
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "a refused run writes nothing");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -326,6 +326,12 @@ withServer(
         /^Cannot predict: .*255/,
       ],
       [
+        JSON.stringify({ pixels }), // a blank canvas: no made-up digit
+        "application/json",
+        400,
+        "Cannot predict: expected a digit (light on black, MNIST-style, as preprocessDigit makes), got a blank image",
+      ],
+      [
         good,
         "text/plain",
         415,

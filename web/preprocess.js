@@ -151,15 +151,23 @@ function compositeOnBackground(grey, alpha, border) {
 function normaliseInk(grey, border) {
   const invert = median(border.map((p) => grey[p])) > 0.5;
   const levels = invert ? grey.map((g) => 1 - g) : grey;
-  const background = median(border.map((p) => levels[p]));
-  const contrast = levels.reduce((m, g) => Math.max(m, g), 0) - background;
-  if (contrast < MIN_CONTRAST) {
+  const borderLevels = border.map((p) => levels[p]).sort((a, b) => a - b);
+  const background = median(borderLevels);
+  const top = levels.reduce((m, g) => Math.max(m, g), 0);
+  if (top - background < MIN_CONTRAST) {
     fail(
       RangeError,
-      `expected a digit, got a blank image (contrast ${contrast.toFixed(3)}, need ${MIN_CONTRAST})`,
+      `expected a digit, got a blank image (contrast ${
+        (top - background).toFixed(3)
+      }, need ${MIN_CONTRAST})`,
     );
   }
-  return levels.map((g) => Math.min(1, Math.max(0, (g - background) / contrast)));
+  const varying = borderLevels.filter((l) => Math.abs(l - background) > 1 / 255).length;
+  const noise = varying > 0.2 * borderLevels.length
+    ? borderLevels[Math.floor(0.99 * (borderLevels.length - 1))] - background
+    : 0;
+  const floor = background + Math.min(Math.max(0, noise), 0.5 * (top - background));
+  return levels.map((g) => Math.min(1, Math.max(0, (g - floor) / (top - floor))));
 }
 function inkBox(ink, width, height) {
   let left = width, top = height, right = -1, bottom = -1;

@@ -410,25 +410,7 @@ async function trainCommand(args: string[]): Promise<number> {
   say(line("noise σ", report.noise));
   say(line("elastic α", report.elastic));
 
-  const modelPath = values["no-save"] ? null : await saveModel(model, out, {
-    card: {
-      dataset,
-      seed,
-      backend: result.workers ? `${selection.name} (${result.workers} workers)` : selection.name,
-      trainSeconds: result.seconds,
-      testAccuracy: evaluation.accuracy,
-      ...(values.teacher === undefined ? {} : { teacher: values.teacher }),
-      training: {
-        epochs,
-        batchSize,
-        learningRate: learningRate ?? 0.03,
-        miniEpochs,
-        hardExamples: hardExamples ?? 0.15,
-        augment: !values["no-augment"],
-      },
-    },
-  });
-  if (modelPath) say(`saved: ${modelPath}`);
+  // The recipe as run, for the model card and the report.
   const trainingOptions = {
     epochs,
     batchSize,
@@ -439,6 +421,18 @@ async function trainCommand(args: string[]): Promise<number> {
     workers: result.workers,
     ...(values.teacher === undefined ? {} : { teacher: values.teacher }),
   };
+  const modelPath = values["no-save"] ? null : await saveModel(model, out, {
+    card: {
+      dataset,
+      seed,
+      backend: result.workers ? `${selection.name} (${result.workers} workers)` : selection.name,
+      trainSeconds: result.seconds,
+      testAccuracy: evaluation.accuracy,
+      ...(values.teacher === undefined ? {} : { teacher: values.teacher }),
+      training: trainingOptions,
+    },
+  });
+  if (modelPath) say(`saved: ${modelPath}`);
   const predicted = values.report !== undefined || values.logdir !== undefined
     ? await model.classify(data.test.images, { count: data.test.count })
     : undefined;

@@ -176,11 +176,11 @@ async function checkPermissions(
     }
   }
   if (missing.length === 0) return;
-  const paths = missing.map((m) => m.path).join(",");
+  const paths = [...new Set(missing.map((m) => m.path))].join(",");
   const flags = TASK_PERMISSIONS[task].map((flag) =>
     flag.startsWith("--allow-write=") ? `${flag},${paths}` : flag
   );
-  const unreadable = missing.filter((m) => m.read).map((m) => m.path);
+  const unreadable = [...new Set(missing.filter((m) => m.read).map((m) => m.path))];
   if (unreadable.length > 0) flags.unshift(`--allow-read=${unreadable.join(",")}`);
   const command = ["deno", "run", ...flags, "lib/cli.ts", task, ...args].map(shellWord);
   const allowed = TASK_PERMISSIONS[task].find((f) => f.startsWith("--allow-write="))!.slice(14);

@@ -158,6 +158,12 @@ Deno.test("export outside the working folder: one printed command grants every p
       } lib/cli.ts ${args.join(" ")}\n`,
     );
     assert.deepEqual([...Deno.readDirSync(dir)], [], "a refused run writes nothing");
+
+    // One folder for both: named once in the printed command.
+    const same = ["export", "--quantize", "int8", "--onnx", `${dir}/x/m.onnx`, "--out", `${dir}/x`];
+    const again = await runProcess(await taskFlags("export"), same);
+    assert.equal(again.code, 2, again.stderr);
+    assert.match(again.stderr, new RegExp(` --allow-write=\\.,${dir}/x --allow-net`));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

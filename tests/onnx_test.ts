@@ -20,6 +20,7 @@ import {
   wrapLayersModel,
 } from "../lib/model.ts";
 import { exportOnnx } from "../lib/onnx.ts";
+import { foldBatchNorm } from "../lib/fold_batch_norm.ts";
 import { createRng } from "../lib/rng.ts";
 import { trainedModel } from "./_trained.ts";
 
@@ -184,8 +185,20 @@ Deno.test("int8 export of the trained model: ≥3.5× smaller, accuracy within 0
     () => assert.ok(Math.abs(floatAcc - int8Acc) <= 0.3, `${floatAcc} vs ${int8Acc}`),
   );
 
-  await t.step("per output channel: int8 weights, scale max|w|/127, zero point 0", () => {
-    const floats = decode(float).graph.initializer;
+  await t.step("batch norm folded into the convolutions: no BatchNormalization nodes", () => {
+    const ops = decode(int8).graph.node.map((n) => n.opType);
+    assert.deepEqual(ops.filter((op) => op === "BatchNormalization"), []);
+    assert.equal(
+      decode(float).graph.node.filter((n) => n.opType === "BatchNormalization").length,
+      3,
+    );
+  });
+
+  await t.step("per output channel: int8 weights, scale max|w|/127, zero point 0", async () => {
+    // The float weights the int8 ones stand for: those of the folded network.
+    const folded = wrapLayersModel(await foldBatchNorm(layersModelOf(model)), model.preset);
+    const floats = decode(await exportOnnx(folded)).graph.initializer;
+    folded.dispose();
     const graph = decode(int8).graph;
     const dequantize = graph.node.filter((n) => n.opType === "DequantizeLinear");
     assert.equal(dequantize.length, 4, "3 Conv and 1 Dense kernel");

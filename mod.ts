@@ -15,7 +15,7 @@
  * } from "@tinymnist/tinymnist";
  * import assert from "node:assert/strict";
  *
- * const backend = await selectBackend("wasm"); // or "auto": webgpu → wasm → cpu
+ * const backend = await selectBackend("wasm"); // or "auto": the fastest that works
  * assert.equal(backend.name, "wasm");
  * // Real data: `const { train: trainSet, test } = await loadMnist();`
  * const count = 64;
@@ -81,6 +81,7 @@ export {
   type BackendName,
   type BackendPreference,
   type BackendSelection,
+  type BackendTiming,
   DISABLE_WEBGPU_ENV,
   type GpuAdapterLike,
   type GpuLike,

@@ -157,13 +157,70 @@ Deno.test({
     assert.equal(byName.name, "webgpu");
     assert.equal(tf.getBackend(), "webgpu");
     assert.match(byName.description, /^webgpu \(.+\)$/);
+    assert.deepEqual(byName.timings, [], "a backend asked for by name is not timed");
     if (adapter!.info.isFallbackAdapter) {
       const auto = await selectBackend("auto");
       assert.equal(auto.name, "wasm");
       assert.match(auto.rejected[0], /^webgpu: only a software fallback adapter/);
-      const allowed = await selectBackend("auto", { allowFallbackAdapter: true });
-      assert.equal(allowed.name, "webgpu");
+      assert.deepEqual(auto.timings, [], "one candidate: nothing to time");
+      const untimed = await selectBackend("auto", { allowFallbackAdapter: true, probe: false });
+      assert.equal(untimed.name, "webgpu", "without the probe, the first that works");
+      assert.deepEqual(untimed.timings, []);
     }
+  },
+});
+
+Deno.test({
+  name: "auto times webgpu and wasm when both work and keeps the faster, saying why",
+  ignore,
+  async fn() {
+    const selection = await selectBackend("auto", { allowFallbackAdapter: true });
+    const { timings } = selection;
+    assert.deepEqual(timings.map((t) => t.name).sort(), ["wasm", "webgpu"]);
+    assert.ok(timings.every((t) => Number.isFinite(t.msPerStep) && t.msPerStep > 0));
+    assert.ok(timings[0].msPerStep <= timings[1].msPerStep, "fastest first");
+    assert.equal(selection.name, timings[0].name);
+    assert.equal(tf.getBackend(), timings[0].name);
+    assert.equal(selection.description, timings[0].description);
+    assert.ok(
+      selection.rejected.includes(
+        `${timings[1].name}: measured slower, ${
+          timings[1].msPerStep.toFixed(1)
+        } ms a training step against ${timings[0].name}'s ${timings[0].msPerStep.toFixed(1)} ms`,
+      ),
+      selection.rejected.join("; "),
+    );
+  },
+});
+
+Deno.test({
+  name: "requesting an adapter on a headless machine prints no XDG_RUNTIME_DIR noise",
+  ignore,
+  async fn() {
+    const code = `
+      import { selectBackend } from "${new URL("../lib/backend.ts", import.meta.url)}";
+      await selectBackend("webgpu");
+      console.log(Deno.env.get("XDG_RUNTIME_DIR") ?? "unset");
+    `;
+    const env = Deno.env.toObject();
+    delete env.XDG_RUNTIME_DIR;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        "--allow-read",
+        "--allow-env=XDG_RUNTIME_DIR,TINYMNIST_DISABLE_WEBGPU",
+        "--allow-ffi=./node_modules",
+        code,
+      ],
+      env,
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.equal(stderr, "");
+    assert.equal(new TextDecoder().decode(out.stdout), "unset\n", "the variable is unset again");
   },
 });
 

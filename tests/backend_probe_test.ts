@@ -1,0 +1,23 @@
+/** The training-step probe that `selectBackend("auto")` uses to choose by measuring. */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { selectBackend } from "../lib/backend.ts";
+import { measureTrainingStep } from "../lib/backend_probe.ts";
+
+Deno.test("measureTrainingStep times real steps on the active backend and leaves no tensors", async () => {
+  await selectBackend("wasm");
+  const before = tf.memory().numTensors;
+  const kernels: string[] = [];
+  const profile = await tf.profile(async () => {
+    const ms = await measureTrainingStep({ budgetMs: 0, maxSteps: 1 });
+    assert.ok(Number.isFinite(ms) && ms > 0, String(ms));
+  });
+  for (const k of profile.kernels) kernels.push(k.name);
+  assert.equal(tf.memory().numTensors, before, "no tensors left behind");
+  // A training step: convolutions forward and both gradients, pooling's gradient, the update.
+  for (const name of ["Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "MaxPoolGrad"]) {
+    assert.ok(kernels.includes(name), `${name} in ${[...new Set(kernels)].join(", ")}`);
+  }
+  // One warm-up and one timed step: each computes each layer's filter gradient once.
+  assert.equal(kernels.filter((k) => k === "Conv2DBackpropFilter").length, 2 * 3);
+});

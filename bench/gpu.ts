@@ -8,7 +8,8 @@
  * Counts come from wrapping, for the run, the engine's `runKernel` (one
  * TensorFlow.js operation, forward or backward), the webgpu backend's
  * `runWebGPUProgram` (one compute-shader dispatch) and the backend's
- * `read`/`readSync` (device → host) and `write` (host → device). Per-step
+ * `read`/`readSync` (device → host) and `write` with values (host → device;
+ * without values it only allocates an output). Per-step
  * figures are measured between steps 10 and 30 of a probe run in this thread
  * (`workers: 0`), so that setup does not count; the timed pass uses the
  * backend's default (2 workers on wasm, whose counts happen in the workers
@@ -101,7 +102,11 @@ function countCalls(counts: Counts): () => void {
   wrap(backend, "read", ([id]) => (counts.reads++, counts.readBytes += bytesOf(id)));
   wrap(backend, "readSync", ([id]) => (counts.reads++, counts.readBytes += bytesOf(id)));
   wrap(backend, "write", ([values]) => {
-    const bytes = (values as ArrayBufferView | null)?.byteLength ?? 0;
+    // write(null, …) allocates an output on the device: nothing is transferred.
+    if (values == null) return;
+    const bytes = ArrayBuffer.isView(values)
+      ? values.byteLength
+      : 4 * ((values as unknown[]).length ?? 0);
     counts.uploads++;
     counts.uploadBytes += bytes;
     if (bytes <= 4) counts.scalarUploads++;

@@ -11,6 +11,7 @@ import { checkLabelled, IMAGE_PIXELS, IMAGE_SIZE, type LabelledImages } from "./
 import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { createRng, shuffle } from "./rng.ts";
 import { FlatAdam } from "./adam.ts";
+import { DeviceAdam } from "./device_adam.ts";
 import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
 import { trainingForward } from "./forward.ts";
 import { GradientWorkers, readFlat, type Shard, writeFlat } from "./parallel.ts";
@@ -548,13 +549,11 @@ export async function train(
       writeFlat(net.nonTrainableWeights, state);
     };
   } else {
-    const optimizer = tf.train.adam(learningRate(0, 0, 0));
+    const optimizer = new DeviceAdam(net.trainableWeights.map((w) => w.read() as tf.Variable));
     // Uploaded once: without augmentation batches are gathered on the device.
     const allImages = augment ? null : tf.tensor4d(data.images, [count, IMAGE_SIZE, IMAGE_SIZE, 1]);
     const allLabels = tf.tensor1d(data.labels, "int32");
     takeStep = (ids, lr) => {
-      // The optimizer reads this field on every step.
-      (optimizer as unknown as { learningRate: number }).learningRate = lr;
       const indices = tf.tensor1d(ids, "int32");
       const x: tf.Tensor4D = allImages ? tf.gather(allImages, indices) : tf.tensor4d(
         augmentBatch(gatherBatch(ids), augmentAt(step)!, rng),
@@ -566,7 +565,7 @@ export async function train(
         tf.tidy(() =>
           softTargets(teacher.net.predict(x) as tf.Tensor, teacher.settings.temperature)
         );
-      const loss = optimizer.minimize(() =>
+      const { value: loss, grads } = tf.variableGrads(() =>
         tf.tidy(() => {
           const probs = trainingForward(net, x);
           const each = trainingLoss(
@@ -578,7 +577,9 @@ export async function train(
           );
           if (trackLoss) perSample = tf.keep(each);
           return each.mean().asScalar();
-        }), true) as tf.Scalar;
+        }), optimizer.variables);
+      optimizer.step(grads, lr);
+      tf.dispose(grads);
       x.dispose();
       indices.dispose();
       soft?.dispose();

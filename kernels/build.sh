@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Build kernels/simd.c into lib/simd_binary.ts (the module as base64).
+# Build kernels/simd.c into lib/wasm/simd_binary.ts (the module as base64).
 # Needs LLVM 14 (clang, lld, llvm-objdump; Debian 12: apt-get install clang lld llvm; Ubuntu:
 # clang-14 lld-14 llvm-14): another version gives other bytes, and --check fails.
-#   bash kernels/build.sh          write lib/simd_binary.ts
-#   bash kernels/build.sh --check  fail if lib/simd_binary.ts differs from a fresh build
+#   bash kernels/build.sh          write lib/wasm/simd_binary.ts
+#   bash kernels/build.sh --check  fail if lib/wasm/simd_binary.ts differs from a fresh build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Prefer LLVM 14's own directory, where clang finds its wasm-ld.
@@ -29,12 +29,12 @@ fi
   echo "  \"$(base64 -w0 "$out/simd.wasm")\";"
 } > "$out/simd_binary.ts"
 if [[ "${1:-}" == "--check" ]]; then
-  if ! cmp -s "$out/simd_binary.ts" lib/simd_binary.ts; then
-    echo "kernels/build.sh: lib/simd_binary.ts does not match kernels/simd.c; run bash kernels/build.sh" >&2
+  if ! cmp -s "$out/simd_binary.ts" lib/wasm/simd_binary.ts; then
+    echo "kernels/build.sh: lib/wasm/simd_binary.ts does not match kernels/simd.c; run bash kernels/build.sh" >&2
     exit 1
   fi
-  echo "lib/simd_binary.ts matches kernels/simd.c"
+  echo "lib/wasm/simd_binary.ts matches kernels/simd.c"
 else
-  cp "$out/simd_binary.ts" lib/simd_binary.ts
-  echo "wrote lib/simd_binary.ts ($(wc -c < "$out/simd.wasm") bytes of wasm)"
+  cp "$out/simd_binary.ts" lib/wasm/simd_binary.ts
+  echo "wrote lib/wasm/simd_binary.ts ($(wc -c < "$out/simd.wasm") bytes of wasm)"
 fi

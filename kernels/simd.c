@@ -1,6 +1,6 @@
 // WASM SIMD kernels for training on TensorFlow.js's WASM backend.
 //
-// Built by kernels/build.sh into lib/simd_binary.ts. The module imports the
+// Built by kernels/build.sh into lib/wasm/simd_binary.ts. The module imports the
 // backend's own memory, so every pointer below is an offset into the
 // backend's heap (a tensor's data or scratch space the caller allocated).
 // It has no data and uses no stack in linear memory: all state lives in

@@ -12,6 +12,7 @@ import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { createRng, shuffle } from "./rng.ts";
 import { FlatAdam } from "./adam.ts";
 import { DeviceAdam } from "./device_adam.ts";
+import { DEFAULT_WASM_WORKERS } from "./backend.ts";
 import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
 import { trainingForward } from "./forward.ts";
 import { GradientWorkers, readFlat, type Shard, writeFlat } from "./parallel.ts";
@@ -445,7 +446,7 @@ export async function train(
 
   const workers = integerIn(
     "workers",
-    options.workers ?? (tf.getBackend() === "wasm" ? 2 : 0),
+    options.workers ?? (tf.getBackend() === "wasm" ? DEFAULT_WASM_WORKERS : 0),
     0,
     64,
   );

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
-import { measureTrainingStep } from "../lib/backend_probe.ts";
+import { measureParallelTrainingStep, measureTrainingStep } from "../lib/backend_probe.ts";
 
 Deno.test("measureTrainingStep times real steps on the active backend and leaves no tensors", async () => {
   await selectBackend("wasm");
@@ -20,4 +20,16 @@ Deno.test("measureTrainingStep times real steps on the active backend and leaves
   }
   // One warm-up and one timed step: each computes each layer's filter gradient once.
   assert.equal(kernels.filter((k) => k === "Conv2DBackpropFilter").length, 2 * 3);
+});
+
+Deno.test("measureParallelTrainingStep times shares of a batch in workers and stops them", async () => {
+  await selectBackend("wasm");
+  const ms = await measureParallelTrainingStep(2, { budgetMs: 0, maxSteps: 1 });
+  assert.ok(Number.isFinite(ms) && ms > 0, String(ms));
+  // A share of 0 images cannot be timed: the worker's error comes back, named.
+  await assert.rejects(measureParallelTrainingStep(2, { batch: 1, budgetMs: 0, maxSteps: 1 }), {
+    name: "Error",
+    message:
+      "Cannot time a training step in a worker: Cannot time a training step: expected a batch of at least 1 image, got 0",
+  });
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { BackendError, selectBackend, tileInto } from "../lib/backend.ts";
+import { BackendError, selectBackend } from "../lib/backend.ts";
+import { tileInto } from "../lib/wasm/tile.ts";
 import { onBoth, relativeError } from "./_parity.ts";
 
 type Shape4 = [number, number, number, number];

@@ -6,7 +6,7 @@ import {
   canFuseBatchNormReluPool,
 } from "../lib/batch_norm.ts";
 import { selectBackend } from "../lib/backend.ts";
-import { simdKernels } from "../lib/simd.ts";
+import { simdKernels } from "../lib/wasm/simd.ts";
 import { onBoth, relativeError } from "./_parity.ts";
 
 // 8 channels run the SIMD kernels, 3 the JavaScript ones.

@@ -1,8 +1,8 @@
 /**
  * WASM SIMD kernels (built from `kernels/simd.c`) that run in the WASM
  * backend's own memory: the module imports the backend's memory, so tensors
- * are passed as offsets into it and nothing is copied. Used by the kernels in
- * `backend.ts` and `batch_norm.ts` when a tensor's channels are a multiple of
+ * are passed as offsets into it and nothing is copied. Used by the kernels of
+ * this folder (and `../batch_norm.ts` to decide on fusing) when a tensor's channels are a multiple of
  * 4; they fall back to plain JavaScript otherwise or when the module cannot be
  * instantiated. Internal.
  *

@@ -121,9 +121,11 @@ export {
 } from "./lib/train.ts";
 export {
   evaluate,
+  type EvaluateOptions,
   type Evaluation,
   noiseRobustness,
   robustness,
+  ROBUSTNESS_IMAGES,
   type RobustnessOptions,
   type RobustnessReport,
 } from "./lib/evaluate.ts";

@@ -7,7 +7,8 @@
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { BACKEND_ORDER, type BackendPreference, selectBackend } from "./backend.ts";
-import { evaluate, robustness } from "./evaluate.ts";
+import { evaluate, robustness, ROBUSTNESS_IMAGES } from "./evaluate.ts";
+import { parallelClassifier } from "./parallel_classifier.ts";
 import { loadModel, newestModel, saveModel } from "./io.ts";
 import { decodeImage, encodePng } from "./image_file.ts";
 import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
@@ -47,6 +48,10 @@ Options:
                      that works; when webgpu and wasm both work, a training step
                      is timed on each, about a second in all)
   --no-probe         with --backend auto, take the first that works, untimed
+  --robustness-images N
+                     test images scored under each perturbation of the
+                     robustness report, spread evenly over the test set
+                     (default ${ROBUSTNESS_IMAGES}; 10000 for all)
   --data-dir DIR     folder with the four MNIST files (.gz or not); default:
                      $TINYMNIST_DATA_DIR, then data/<dataset>/, then download
   --dataset NAME     mnist or fashion-mnist (default mnist)
@@ -273,6 +278,23 @@ function progressReporter(tty: boolean): (e: BatchEvent) => void {
   };
 }
 
+/**
+ * Progress of a phase that is not training (scoring the test set, the
+ * robustness report): a bar on a terminal, nothing otherwise.
+ */
+function phaseProgress(tty: boolean, label: string): (done: number, total: number) => void {
+  return (done, total) => {
+    if (!tty) return;
+    const width = 30, filled = Math.round((done / total) * width);
+    err(
+      `\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${
+        (100 * done / total).toFixed(0).padStart(3)
+      }% ${label} ${done}/${total}\x1b[K`,
+    );
+    if (done >= total) err("\r\x1b[K");
+  };
+}
+
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 async function trainCommand(args: string[]): Promise<number> {
@@ -296,6 +318,7 @@ async function trainCommand(args: string[]): Promise<number> {
       out: { type: "string" },
       "no-save": { type: "boolean" },
       "no-probe": { type: "boolean" },
+      "robustness-images": { type: "string" },
       report: { type: "string" },
       logdir: { type: "string" },
       json: { type: "boolean" },
@@ -314,6 +337,11 @@ async function trainCommand(args: string[]): Promise<number> {
     throw new UsageError(`--lr expects a number in (0, 1], got "${values.lr}"`);
   }
   const miniEpochs = integer("mini-epochs", values["mini-epochs"], 1);
+  const robustnessImages = integer(
+    "robustness-images",
+    values["robustness-images"],
+    ROBUSTNESS_IMAGES,
+  );
   const workers = values.workers === undefined
     ? undefined
     : integer("workers", values.workers, 0, 0);
@@ -359,6 +387,16 @@ async function trainCommand(args: string[]): Promise<number> {
   await checkPermissions(folders, "train", args);
   for (const { path, action } of folders) await checkSaveFolder(path, action);
 
+  // Wall seconds of each phase, reported so that end-to-end time is measured.
+  const started = performance.now();
+  const seconds: Record<string, number> = {};
+  let phaseStart = started;
+  const endPhase = (name: string) => {
+    const now = performance.now();
+    seconds[name] = (now - phaseStart) / 1000;
+    phaseStart = now;
+  };
+  const tty = Deno.stderr.isTerminal();
   const selection = await selectBackend(backend, { probe: !values["no-probe"] });
   const timed = selection.timings[0];
   say(
@@ -370,11 +408,12 @@ async function trainCommand(args: string[]): Promise<number> {
 
   const data = await loadMnist({ dataset, dir: values["data-dir"] });
   say(`data: ${dataset} from ${data.source} (${data.train.count} train, ${data.test.count} test)`);
+  endPhase("setup");
 
   const teacher = values.teacher === undefined ? undefined : await loadModel(values.teacher);
   if (teacher) say(`teacher: ${values.teacher} (${teacher.preset}, ${teacher.params} parameters)`);
   const model = createModel({ preset, seed });
-  const progress = progressReporter(Deno.stderr.isTerminal());
+  const progress = progressReporter(tty);
   const recorder = recordHistory();
   say(`model: ${preset}, ${model.params.toLocaleString("en-US")} trainable parameters`);
 
@@ -407,17 +446,29 @@ async function trainCommand(args: string[]): Promise<number> {
     })`,
   );
 
-  const evaluation = await evaluate(model, data.test);
+  endPhase("train");
+
+  // Scored on every core the trainer used: its wasm workers, each with a replica.
+  const scorer = result.workers > 0 ? await parallelClassifier(model, result.workers) : model;
+  const evaluation = await evaluate(scorer, data.test, { onProgress: phaseProgress(tty, "test") });
   say(`test accuracy: ${pct(evaluation.accuracy)} on ${evaluation.count} images`);
   say(`per class: ${evaluation.perClass.map((a, k) => `${k}:${(100 * a).toFixed(1)}`).join(" ")}`);
-  const report = await robustness(model, data.test, { seed });
+  endPhase("evaluate");
+  const report = await robustness(scorer, data.test, {
+    seed,
+    images: robustnessImages,
+    onProgress: phaseProgress(tty, "robustness"),
+  });
+  if (scorer !== model) scorer.dispose();
   const line = (name: string, r: Record<string, number>, unit = "") =>
     `  ${name.padEnd(8)} ${Object.entries(r).map(([k, v]) => `${k}${unit} ${pct(v)}`).join("  ")}`;
-  say("robustness (test accuracy under perturbation):");
+  say(`robustness (accuracy under perturbation, ${report.images} test images):`);
   say(line("rotation", report.rotation, "°"));
   say(line("shift", report.shift, "px"));
   say(line("noise σ", report.noise));
   say(line("elastic α", report.elastic));
+
+  endPhase("robustness");
 
   // The recipe as run, for the model card and the report.
   const trainingOptions = {
@@ -442,9 +493,7 @@ async function trainCommand(args: string[]): Promise<number> {
     },
   });
   if (modelPath) say(`saved: ${modelPath}`);
-  const predicted = values.report !== undefined || values.logdir !== undefined
-    ? await model.classify(data.test.images, { count: data.test.count })
-    : undefined;
+  endPhase("save");
   if (values.report !== undefined) {
     const files = await writeReport(values.report, {
       header: {
@@ -459,7 +508,7 @@ async function trainCommand(args: string[]): Promise<number> {
       history: recorder.history,
       evaluation,
       robustness: report,
-      predictions: { ...data.test, predicted: predicted! },
+      predictions: { ...data.test, predicted: evaluation.predicted },
     });
     say(`report: ${files.html} (${files.figures.length} figures)`);
   }
@@ -471,7 +520,7 @@ async function trainCommand(args: string[]): Promise<number> {
     }
     const lastStep = recorder.history.batches.at(-1)?.step ?? 0;
     writer.scalar("test/accuracy", evaluation.accuracy, lastStep);
-    const grid = misclassifiedGrid(data.test.images, data.test.labels, predicted!);
+    const grid = misclassifiedGrid(data.test.images, data.test.labels, evaluation.predicted);
     if (grid) {
       writer.image(
         "test/misclassified",
@@ -482,10 +531,18 @@ async function trainCommand(args: string[]): Promise<number> {
     await writer.close();
     say(`tensorboard: ${writer.path} (tensorboard --logdir ${values.logdir})`);
   }
+  if (values.report !== undefined || values.logdir !== undefined) endPhase("report");
   model.dispose();
   teacher?.dispose();
+  const total = (performance.now() - started) / 1000;
+  say(
+    `seconds: ${
+      Object.entries(seconds).map(([name, s]) => `${name} ${s.toFixed(1)}`).join(", ")
+    }; total ${total.toFixed(1)} (${(total / result.seconds).toFixed(2)}× the training time)`,
+  );
   if (json) {
     console.log(JSON.stringify({
+      seconds: { ...seconds, total },
       params: model.params,
       preset,
       backend: selection.name,

@@ -12,6 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { AugmentOptions } from "./augment.ts";
 import { BackendError } from "./backend.ts";
 import type { Distillation } from "./loss.ts";
+import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
 
 /** A message from the trainer to a worker. Internal. */
 export type WorkerRequest =
@@ -35,6 +36,16 @@ export type WorkerRequest =
     count: number;
     /** Augmentation for the shard, made from its own seed. */
     augment: ShardAugmentation | null;
+  }
+  | {
+    type: "predict";
+    /** All trainable weights, flat, in `trainableWeights` order. */
+    params: Float32Array;
+    /** All non-trainable weights (batch-norm statistics), flat. */
+    state: Float32Array;
+    /** `count * 784` pixels in [0, 1]. */
+    pixels: Float32Array;
+    count: number;
   };
 
 /** How a worker augments its shard. Internal. */
@@ -57,6 +68,11 @@ export type WorkerReply =
     losses: Float32Array;
     /** Non-trainable weights after the shard's forward pass. */
     state: Float32Array;
+  }
+  | {
+    type: "predict";
+    /** `count * 10` class probabilities, inference mode. */
+    probabilities: Float32Array;
   };
 
 /** One shard of a batch. */
@@ -193,6 +209,34 @@ export class GradientWorkers {
       offset += reply.losses.length;
     });
     return { gradients, losses, state: newState };
+  }
+
+  /**
+   * Class probabilities of `count` images in inference mode for the given
+   * weights, the images split evenly between the workers.
+   */
+  async predict(
+    params: Float32Array,
+    state: Float32Array,
+    pixels: Float32Array,
+    count: number,
+  ): Promise<Float32Array> {
+    const parts = Math.min(this.#workers.length, count);
+    const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * count) / parts));
+    const replies = await Promise.all(
+      this.#workers.slice(0, parts).map((worker, i) =>
+        call(worker, {
+          type: "predict",
+          params,
+          state,
+          pixels: pixels.subarray(bounds[i] * IMAGE_PIXELS, bounds[i + 1] * IMAGE_PIXELS),
+          count: bounds[i + 1] - bounds[i],
+        })
+      ),
+    ) as Extract<WorkerReply, { type: "predict" }>[];
+    const out = new Float32Array(count * NUM_CLASSES);
+    replies.forEach((reply, i) => out.set(reply.probabilities, bounds[i] * NUM_CLASSES));
+    return out;
   }
 
   /** Stop the workers. */

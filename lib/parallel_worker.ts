@@ -14,7 +14,7 @@ import { selectBackend } from "./backend.ts";
 import { createRng } from "./rng.ts";
 import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
 import { trainingForward } from "./forward.ts";
-import { IMAGE_SIZE } from "./model.ts";
+import { IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
 import { readFlat, type WorkerReply, type WorkerRequest, writeFlat } from "./parallel.ts";
 
 let net: tf.LayersModel | undefined;
@@ -57,6 +57,30 @@ function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
   return { type: "step", gradients, losses, state: readFlat(model.nonTrainableWeights) };
 }
 
+/** Images per forward pass when predicting. */
+const PREDICT_BATCH = 1000;
+
+function predict(request: Extract<WorkerRequest, { type: "predict" }>): WorkerReply {
+  const model = net!;
+  writeFlat(model.trainableWeights, request.params);
+  writeFlat(model.nonTrainableWeights, request.state);
+  const probabilities = new Float32Array(request.count * NUM_CLASSES);
+  for (let start = 0; start < request.count; start += PREDICT_BATCH) {
+    const end = Math.min(request.count, start + PREDICT_BATCH);
+    const out = tf.tidy(() =>
+      model.predict(
+        tf.tensor4d(
+          request.pixels.subarray(start * IMAGE_PIXELS, end * IMAGE_PIXELS),
+          [end - start, IMAGE_SIZE, IMAGE_SIZE, 1],
+        ),
+      ) as tf.Tensor
+    );
+    probabilities.set(out.dataSync() as Float32Array, start * NUM_CLASSES);
+    out.dispose();
+  }
+  return { type: "predict", probabilities };
+}
+
 self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
   const request = event.data;
   try {
@@ -75,6 +99,9 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
         teacher = { net, settings: request.teacher.settings };
       }
       self.postMessage({ type: "ready" } satisfies WorkerReply);
+    } else if (request.type === "predict") {
+      const reply = predict(request) as Extract<WorkerReply, { type: "predict" }>;
+      self.postMessage(reply, { transfer: [reply.probabilities.buffer as ArrayBuffer] });
     } else {
       const reply = step(request);
       if (reply.type === "step") {

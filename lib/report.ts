@@ -64,7 +64,7 @@ export interface ReportInput {
   /** Per-batch learning rate and read-back loss, from `recordHistory`. At least one batch. */
   history: TrainingHistory;
   /** `evaluate`'s result on the test set: accuracy, per-class accuracy, confusion matrix. */
-  evaluation: Evaluation;
+  evaluation: Omit<Evaluation, "predicted">;
   /**
    * `robustness`'s result on the test set: accuracy under rotation, shift,
    * noise and elastic distortion.
@@ -272,7 +272,7 @@ const stepAxis = (last: number) => ({
   scale: { domain: [0, last], nice: false },
 });
 
-function perClassFigure(evaluation: Evaluation): Figure {
+function perClassFigure(evaluation: Omit<Evaluation, "predicted">): Figure {
   const values = evaluation.perClass.map((accuracy, k) => ({
     class: String(k),
     accuracy: Number.isNaN(accuracy) ? null : accuracy,
@@ -326,7 +326,7 @@ function perClassFigure(evaluation: Evaluation): Figure {
   };
 }
 
-function confusionFigure(evaluation: Evaluation): Figure {
+function confusionFigure(evaluation: Omit<Evaluation, "predicted">): Figure {
   const values = evaluation.confusion.flatMap((row, t) =>
     row.map((count, p) => ({ true: String(t), predicted: String(p), count }))
   );
@@ -451,8 +451,11 @@ async function misclassifiedFigure(data: Predictions, maxShown: number): Promise
   };
 }
 
-function robustnessFigure(report: RobustnessReport, evaluation: Evaluation): Figure {
-  const name: Record<keyof RobustnessReport, (key: string) => string> = {
+function robustnessFigure(
+  report: RobustnessReport,
+  evaluation: Omit<Evaluation, "predicted">,
+): Figure {
+  const name: Record<Exclude<keyof RobustnessReport, "images">, (key: string) => string> = {
     rotation: (deg) => `rotation ±${deg}°`,
     shift: (px) => `shift ±${px} px`,
     noise: (sigma) => `noise σ ${sigma}`,
@@ -468,7 +471,12 @@ function robustnessFigure(report: RobustnessReport, evaluation: Evaluation): Fig
   return {
     name: "robustness",
     heading: "Robustness",
-    caption: "Test accuracy on perturbed copies of the test images: rotations and shifts " +
+    caption:
+      `Test accuracy on perturbed copies of ${
+        report.images === undefined
+          ? "the test images"
+          : `${report.images.toLocaleString("en-US")} test images (spread evenly over the set)`
+      }: rotations and shifts ` +
       "(mean over both directions), Gaussian pixel noise, and an elastic distortion.",
     spec: {
       title: "Test accuracy under perturbation",
@@ -521,7 +529,7 @@ async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
 
 function reportHtml(
   header: ReportHeader & { date: Date },
-  evaluation: Evaluation,
+  evaluation: Omit<Evaluation, "predicted">,
   figures: { figure: Figure; svg: string }[],
   note: string,
 ): string {
@@ -726,7 +734,7 @@ function checkHistory(history: TrainingHistory): void {
   }
 }
 
-function checkEvaluation(evaluation: Evaluation): void {
+function checkEvaluation(evaluation: Omit<Evaluation, "predicted">): void {
   checkObject(evaluation, "input.evaluation");
   const count = number(evaluation.count, "input.evaluation.count", 1, Infinity, true);
   number(evaluation.accuracy, "input.evaluation.accuracy", 0, 1);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { evaluate, noiseRobustness } from "../lib/evaluate.ts";
+import { evaluate, noiseRobustness, robustness } from "../lib/evaluate.ts";
 import type { Classifier } from "../lib/model.ts";
 
 /** A stand-in classifier that predicts digit = round(mean pixel × 10), clamped to 9. */
@@ -62,4 +62,52 @@ Deno.test("evaluate rejects mismatched data with a RangeError", async () => {
     }),
     { name: "RangeError", message: "Cannot evaluate: expected 1 labels, got 2" },
   );
+});
+
+Deno.test("evaluate returns the predictions and reports progress in chunks", async () => {
+  const count = 4500;
+  const images = new Float32Array(count * 784);
+  for (let i = 0; i < count; i++) images.fill((i % 10) / 10, i * 784, (i + 1) * 784);
+  const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
+  const calls: [number, number][] = [];
+  const result = await evaluate(meanPixelClassifier(), { images, labels, count }, {
+    onProgress: (done, total) => calls.push([done, total]),
+  });
+  assert.deepEqual(calls, [[2000, count], [4000, count], [4500, count]]);
+  assert.deepEqual(result.predicted, labels);
+  assert.equal(result.accuracy, 1);
+});
+
+Deno.test("robustness scores an even sample of the images, with progress over 16 copies", async () => {
+  // Image i has brightness (i mod 10)/10 and label i mod 10, so the stand-in gets clean images right.
+  const count = 10;
+  const images = new Float32Array(count * 784);
+  for (let i = 0; i < count; i++) images.fill((i % 10) / 10, i * 784, (i + 1) * 784);
+  const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
+  const model = meanPixelClassifier();
+  const calls: number[] = [];
+  const sampled = await robustness(model, { images, labels, count }, {
+    images: 4,
+    onProgress: (done, total) => (assert.equal(total, 16), calls.push(done)),
+  });
+  assert.deepEqual(calls, Array.from({ length: 16 }, (_, i) => i + 1));
+  assert.equal(sampled.images, 4);
+  // Images ⌊i · 10 / 4⌋: 0, 2, 5, 7, scored as if given alone.
+  const pick = [0, 2, 5, 7];
+  const subset = new Float32Array(4 * 784);
+  pick.forEach((k, i) => subset.set(images.subarray(k * 784, (k + 1) * 784), i * 784));
+  const alone = await robustness(model, {
+    images: subset,
+    labels: Uint8Array.from(pick, (k) => labels[k]),
+    count: 4,
+  });
+  assert.deepEqual(sampled, alone);
+  // More than there are: all of them.
+  assert.equal((await robustness(model, { images, labels, count }, { images: 50 })).images, 10);
+  for (const bad of [0, 1.5, NaN]) {
+    await assert.rejects(robustness(model, { images, labels, count }, { images: bad }), {
+      name: "RangeError",
+      message: `Cannot measure robustness: expected images to be a positive integer, got ${bad}`,
+    });
+  }
 });

@@ -32,6 +32,26 @@ Deno.test("train --report --logdir writes a report Chromium renders, TensorBoard
     const summary = JSON.parse(stdout.split("\n").at(-1)!);
     assert.ok(summary.testAccuracy >= 0.99);
 
+    // Each phase's wall seconds, measured; they add up to the total.
+    const { total, ...phases } = summary.seconds;
+    assert.deepEqual(Object.keys(phases), [
+      "setup",
+      "train",
+      "evaluate",
+      "robustness",
+      "save",
+      "report",
+    ]);
+    const sum = Object.values(phases as Record<string, number>).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(total - sum) < 0.5, JSON.stringify(summary.seconds));
+    assert.ok(phases.train >= summary.trainSeconds, "the train phase includes training");
+    assert.match(
+      stderr,
+      /^seconds: setup \d+\.\d, train \d+\.\d, .*; total \d+\.\d \(\d\.\d\d× the training time\)$/m,
+    );
+    // The robustness report scores 2,000 of the test images (the default) under each perturbation.
+    assert.equal(summary.robustness.images, 2000);
+
     // The model card records how the model was made.
     const model = await loadModel(summary.modelPath);
     assert.equal(model.card?.dataset, "mnist");

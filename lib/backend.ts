@@ -116,11 +116,11 @@ export const DISABLE_WEBGPU_ENV = "TINYMNIST_DISABLE_WEBGPU";
  * self-check (a matMul and a conv2d compared with values computed in plain
  * JavaScript). `"auto"` tries webgpu, wasm, cpu in that order; when both
  * webgpu and wasm work it times a training step on each and keeps the
- * faster (see {@linkcode SelectBackendOptions.probe}): on an NVIDIA H200,
- * WebGPU trained the default model 2.3× slower than wasm (README, "On a
- * GPU"). `"auto"` passes over WebGPU when its only adapter is a software
- * fallback (see {@linkcode SelectBackendOptions.allowFallbackAdapter}) or
- * when the environment variable `TINYMNIST_DISABLE_WEBGPU=1` is set.
+ * faster (see {@linkcode SelectBackendOptions.probe}): for a network this
+ * small a GPU is not always faster (README, "On a GPU"). `"auto"` passes
+ * over WebGPU when its only adapter is a software fallback (see
+ * {@linkcode SelectBackendOptions.allowFallbackAdapter}) or when the
+ * environment variable `TINYMNIST_DISABLE_WEBGPU=1` is set.
  * Registers the WASM training kernels as a side effect.
  *
  * @param preference `"auto"` or one backend name.

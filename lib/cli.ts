@@ -40,7 +40,7 @@ Options:
   --workers N        data-parallel wasm workers, 0 for this thread only
                      (default 2 on wasm, 0 on webgpu and cpu)
   --teacher PATH     distil this trained model into the new one (soft targets
-                     at temperature 4, weight 0.7; e.g. with --preset mini)
+                     at temperature 2, weight 0.5; e.g. with --preset mini)
   --no-augment       do not augment training batches (default: mild
                      augmentation whose strength decays to 0 over the run)
   --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny)

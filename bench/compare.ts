@@ -14,6 +14,7 @@ import { loadMnist } from "../lib/mnist.ts";
 import * as tf from "@tensorflow/tfjs";
 import { type Classifier, createModel, layersModelOf, type ModelPreset } from "../lib/model.ts";
 import { train } from "../lib/train.ts";
+import { parallelClassifier } from "../lib/parallel_classifier.ts";
 import { trainingForward } from "../lib/forward.ts";
 import { smoothedCrossEntropy } from "../lib/loss.ts";
 
@@ -39,6 +40,8 @@ interface Row {
   testAccuracy: number;
   inferenceBatch1: number;
   inferenceBatch1000: number;
+  /** Inference at batch 1000 split between the trainer's wasm workers (both cores). */
+  inferenceBatch1000Workers?: number;
 }
 
 async function inferenceRate(predict: (x: Float32Array) => Promise<unknown>, batch: number) {
@@ -95,6 +98,16 @@ for (const spec of values.backends!.split(",")) {
     testAccuracy: accuracy,
     inferenceBatch1: await inferenceRate((x) => model.predict(x), 1),
     inferenceBatch1000: await inferenceRate((x) => model.predict(x), 1000),
+    inferenceBatch1000Workers: result.workers > 0
+      ? await (async () => {
+        const scorer = await parallelClassifier(model, result.workers);
+        try {
+          return await inferenceRate((x) => scorer.predict(x), 1000);
+        } finally {
+          scorer.dispose();
+        }
+      })()
+      : undefined,
   });
   model.dispose();
 }
@@ -140,15 +153,17 @@ console.log(
   `\nOne pass of the ${preset} model, batch 64, ${data.train.count} images; machine: ${navigator.hardwareConcurrency} cores\n`,
 );
 console.log(
-  "| runtime | train img/s | s / pass | test acc. | time to 99% | infer img/s (b=1) | infer img/s (b=1000) | kernel ms / step (b=64, 1 thread) |",
+  "| runtime | train img/s | s / pass | test acc. | time to 99% | infer img/s (b=1) | infer img/s (b=1000) | infer img/s (b=1000, 2 workers) | kernel ms / step (b=64, 1 thread) |",
 );
-console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const r of rows) {
   const kernel = r.kernelMs === undefined ? "n/a" : f(r.kernelMs, 1);
   console.log(
     `| ${r.name} | ${f(r.trainImagesPerSecond)} | ${secondsPerPass(r)} | ${accuracyText(r)} | ${
       timeTo99(r)
-    } | ${f(r.inferenceBatch1)} | ${f(r.inferenceBatch1000)} | ${kernel} |`,
+    } | ${f(r.inferenceBatch1)} | ${f(r.inferenceBatch1000)} | ${
+      r.inferenceBatch1000Workers === undefined ? "—" : f(r.inferenceBatch1000Workers)
+    } | ${kernel} |`,
   );
 }
 const torch = rows.find((r) => r.name.startsWith("PyTorch"));
@@ -157,7 +172,11 @@ if (torch) {
     console.log(
       `\n${r.name} / PyTorch: time per pass ×${f(r.trainSeconds / torch.trainSeconds, 2)}, ` +
         `training images/s ×${f(r.trainImagesPerSecond / torch.trainImagesPerSecond, 2)}, ` +
-        `inference images/s at b=1000 ×${f(r.inferenceBatch1000 / torch.inferenceBatch1000, 2)}`,
+        `inference images/s at b=1 ×${f(r.inferenceBatch1 / torch.inferenceBatch1, 2)}, ` +
+        `at b=1000 ×${f(r.inferenceBatch1000 / torch.inferenceBatch1000, 2)}` +
+        (r.inferenceBatch1000Workers === undefined
+          ? ""
+          : ` (×${f(r.inferenceBatch1000Workers / torch.inferenceBatch1000, 2)} in 2 workers)`),
     );
   }
 }

@@ -18,7 +18,8 @@
  * On a machine without a GPU, Mesa's software adapter (llvmpipe) works, about
  * 40× slower than wasm: use a small `--images` count, e.g. 2000.
  *
- * Usage: `deno task bench:gpu [--images N] [--backends webgpu,wasm] [--data-dir DIR] [--json]`.
+ * Usage: `deno task bench:gpu [--images N] [--backends webgpu,wasm] [--data-dir DIR] [--json]`
+ * (`--help` says more). With fewer than 60,000 images the accuracy is not that of a full pass.
  * Never part of `deno task test`; speed is never asserted.
  */
 import { parseArgs } from "node:util";
@@ -36,13 +37,27 @@ const { values } = parseArgs({
     backends: { type: "string", default: "webgpu,wasm" },
     "data-dir": { type: "string" },
     json: { type: "boolean", default: false },
+    help: { type: "boolean", default: false },
   },
 });
+if (values.help) {
+  console.log(`Usage: deno task bench:gpu [--images N] [--backends LIST] [--data-dir DIR] [--json]
+
+For each backend (default webgpu,wasm): count what a training step costs (a
+short run in this thread), train one pass on the first N training images
+(default 60000, at least 640), and score the 10,000 test images. Progress
+goes to stderr; the table (or one JSON object with --json) to stdout.`);
+  Deno.exit(0);
+}
 const images = Number(values.images);
 if (!Number.isInteger(images) || images < 640 || images > 60_000) {
-  console.error(`error: expected --images to be an integer in [640, 60000], got ${values.images}`);
+  console.error(
+    `error: --images expects an integer from 640 to 60000, got "${values.images}" (see --help)`,
+  );
   Deno.exit(2);
 }
+/** Progress on stderr: the runs take a while and print their results at the end. */
+const note = (line: string) => console.error(line);
 const backends = values.backends.split(",") as BackendName[];
 const data = await loadMnist({ dir: values["data-dir"] });
 const subset = {
@@ -167,11 +182,14 @@ interface Row {
 const rows: Row[] = [];
 for (const name of backends) {
   const selection = await selectBackend(name);
+  note(`${name}: counting what a training step costs (32 steps in this thread)…`);
   const step = await perStep();
   const model = createModel({ seed: 42 });
   const pass = zero();
+  note(`${name}: training one pass on ${images} images…`);
   const unwrap = countCalls(pass);
   const result = await train(model, subset, { epochs: 1 }).finally(unwrap);
+  note(`${name}: scoring the ${data.test.count} test images…`);
   const { accuracy } = await evaluate(model, data.test);
   model.dispose();
   rows.push({

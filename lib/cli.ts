@@ -89,9 +89,9 @@ named on stderr; the others are still classified), 2 for bad usage.`;
 const EXPORT_HELP = `Usage: deno task export [options]
 
 Export a trained model: as ONNX (--onnx FILE), and/or quantized to 8 bits
-(--quantize int8: a TensorFlow.js folder with uint8 kernels, saved beside
-the others, and int8 weights in the ONNX file). Quantizing measures the test
-accuracy before and after, and the file sizes.
+(--quantize int8: a TensorFlow.js folder for inference, batch norm folded in
+and uint8 kernels, saved under --out; and int8 weights in the ONNX file).
+Quantizing measures the test accuracy before and after, and the file sizes.
 
 Options:
   --model PATH       model folder or its .json file (default: the newest
@@ -296,6 +296,8 @@ function phaseProgress(tty: boolean, label: string): (done: number, total: numbe
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+/** A difference with its sign: "+0.03", "-0.10", "0.00". */
+const signed = (x: number) => (x > 0.005 ? "+" : "") + x.toFixed(2);
 
 async function trainCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -386,6 +388,16 @@ async function trainCommand(args: string[]): Promise<number> {
   ];
   await checkPermissions(folders, "train", args);
   for (const { path, action } of folders) await checkSaveFolder(path, action);
+  // A teacher that is not there is bad usage, found before any long work.
+  if (values.teacher !== undefined) {
+    try {
+      await Deno.stat(values.teacher);
+    } catch {
+      throw new UsageError(
+        `--teacher expects a saved model folder or its .json file, got "${values.teacher}", which does not exist`,
+      );
+    }
+  }
 
   // Wall seconds of each phase, reported so that end-to-end time is measured.
   const started = performance.now();
@@ -408,10 +420,16 @@ async function trainCommand(args: string[]): Promise<number> {
 
   const data = await loadMnist({ dataset, dir: values["data-dir"] });
   say(`data: ${dataset} from ${data.source} (${data.train.count} train, ${data.test.count} test)`);
-  endPhase("setup");
 
   const teacher = values.teacher === undefined ? undefined : await loadModel(values.teacher);
-  if (teacher) say(`teacher: ${values.teacher} (${teacher.preset}, ${teacher.params} parameters)`);
+  if (teacher) {
+    say(
+      `teacher: ${values.teacher} (${teacher.preset}, ${
+        teacher.params.toLocaleString("en-US")
+      } parameters)`,
+    );
+  }
+  endPhase("setup");
   const model = createModel({ preset, seed });
   const progress = progressReporter(tty);
   const recorder = recordHistory();
@@ -492,8 +510,10 @@ async function trainCommand(args: string[]): Promise<number> {
       training: trainingOptions,
     },
   });
-  if (modelPath) say(`saved: ${modelPath}`);
-  endPhase("save");
+  if (modelPath) {
+    say(`saved: ${modelPath}`);
+    endPhase("save");
+  }
   if (values.report !== undefined) {
     const files = await writeReport(values.report, {
       header: {
@@ -542,7 +562,9 @@ async function trainCommand(args: string[]): Promise<number> {
   );
   if (json) {
     console.log(JSON.stringify({
-      seconds: { ...seconds, total },
+      seconds: Object.fromEntries(
+        Object.entries({ ...seconds, total }).map(([k, v]) => [k, Math.round(v * 1000) / 1000]),
+      ),
       params: model.params,
       preset,
       backend: selection.name,
@@ -804,7 +826,7 @@ async function exportCommand(args: string[]): Promise<number> {
     );
     say(
       `  test accuracy ${pct(floatAccuracy)} → ${pct(quantizedAccuracy)} (${
-        (100 * (quantizedAccuracy - floatAccuracy)).toFixed(2)
+        signed(100 * (quantizedAccuracy - floatAccuracy))
       } points)`,
     );
     Object.assign(summary, {

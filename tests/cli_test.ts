@@ -25,6 +25,14 @@ for (
     [["--workers=1.5"], 'error: --workers expects an integer ≥ 0, got "1.5" (see --help)'],
     [["--lr", "-1"], "error: Option '--lr' argument is ambiguous. (see --help)"],
     [
+      ["--teacher", "/nonexistent/model"],
+      'error: --teacher expects a saved model folder or its .json file, got "/nonexistent/model", which does not exist (see --help)',
+    ],
+    [
+      ["--robustness-images", "0"],
+      'error: --robustness-images expects an integer ≥ 1, got "0" (see --help)',
+    ],
+    [
       ["--bogus"],
       "error: Unknown option '--bogus' (see --help)",
     ],

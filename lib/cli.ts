@@ -804,18 +804,26 @@ async function exportCommand(args: string[]): Promise<number> {
   }
   const summary: Record<string, unknown> = { model: path };
   if (quantize) {
+    const data = await loadMnist({ dir: values["data-dir"] });
+    const floatAccuracy = (await evaluate(model, data.test)).accuracy;
+    // Score the quantized model as it loads from disk (a scratch copy beside
+    // the final folder), so that its card can record its own test accuracy.
+    const scratch = await Deno.makeTempDir({ dir: out, prefix: ".quantizing-" });
+    let quantizedAccuracy: number;
+    try {
+      const loaded = await loadModel(await saveModel(model, scratch, { quantize: "uint8" }));
+      quantizedAccuracy = (await evaluate(loaded, data.test)).accuracy;
+      loaded.dispose();
+    } finally {
+      await Deno.remove(scratch, { recursive: true });
+    }
     const quantized = await saveModel(model, out, {
       quantize: "uint8",
-      card: { ...model.card, testAccuracy: undefined },
+      card: { ...model.card, testAccuracy: quantizedAccuracy },
     });
     const before = folderBytes(path), after = folderBytes(quantized);
     const total = (files: Record<string, number>) =>
       Object.values(files).reduce((a, b) => a + b, 0);
-    const data = await loadMnist({ dir: values["data-dir"] });
-    const floatAccuracy = (await evaluate(model, data.test)).accuracy;
-    const loaded = await loadModel(quantized);
-    const quantizedAccuracy = (await evaluate(loaded, data.test)).accuracy;
-    loaded.dispose();
     say(`quantized: ${quantized}`);
     say(
       `  weights ${before["weights.bin"]} → ${after["weights.bin"]} bytes (${

@@ -49,8 +49,9 @@ export interface SaveModelOptions {
   /**
    * `"uint8"`: save the inference-time network with every kernel as 8-bit
    * values with a scale (see `lib/quantize.ts`: batch norm folded into the
-   * convolution before it, layers equalised, then uint8 per tensor), a
-   * folder about 3.9× smaller that plain TensorFlow.js loads as well; the
+   * convolution before it, output channels normalised, then uint8 per
+   * tensor): weights about 4× smaller and the folder about 3.7× (the tiny
+   * preset), which plain TensorFlow.js loads as well; the
    * saved network has no batch-norm layers (the tiny preset's 17,018
    * parameters become 16,938) and is meant for inference, not more
    * training. `"none"`: float32, the network as it is.

@@ -45,6 +45,13 @@ Deno.test("export --quantize int8 --onnx: sizes and test accuracy measured, both
     // The quantized folder: tinymnist reads its card; plain TensorFlow.js loads it too.
     const mine = await loadModel(summary.quantized);
     assert.equal(mine.card?.weights, "uint8");
+    // Its card records its own test accuracy, as measured by the export.
+    assert.equal(mine.card?.testAccuracy, summary.testAccuracy.quantized);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith(".")),
+      [],
+      "no scratch copy left behind",
+    );
     const json = JSON.parse(await Deno.readTextFile(`${summary.quantized}/model.json`));
     const plain = await tf.loadLayersModel(tf.io.fromMemory({
       modelTopology: json.modelTopology,

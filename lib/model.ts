@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ensureBackend } from "./backend.ts";
+import { type InferenceRunner, inferenceRunner } from "./inference.ts";
 import { checkImages, IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
 import type { ModelCard } from "./model_card.ts";
 
@@ -116,6 +117,8 @@ export function wrapLayersModel(
   card?: ModelCard,
 ): Classifier {
   let disposed = false;
+  /** The folded, fused inference path (`inference.ts`), made at the first call; `null`: none. */
+  let runner: InferenceRunner | null | undefined;
   const predict = async (
     images: Float32Array,
     options: PredictOptions = {},
@@ -125,17 +128,18 @@ export function wrapLayersModel(
       throw new TypeError(`Cannot ${action}: expected a live model, got one that was disposed`);
     }
     const n = checkImages(images, action, options);
+    ensureBackend();
+    if (runner === undefined) runner = inferenceRunner(model);
     const out = new Float32Array(n * NUM_CLASSES);
     for (let start = 0; start < n; start += PREDICT_BATCH) {
       const end = Math.min(n, start + PREDICT_BATCH);
-      const probs = tf.tidy(() =>
-        model.predict(
-          tf.tensor4d(
-            images.subarray(start * IMAGE_PIXELS, end * IMAGE_PIXELS),
-            [end - start, IMAGE_SIZE, IMAGE_SIZE, 1],
-          ),
-        ) as tf.Tensor
-      );
+      const probs = tf.tidy(() => {
+        const x = tf.tensor4d(
+          images.subarray(start * IMAGE_PIXELS, end * IMAGE_PIXELS),
+          [end - start, IMAGE_SIZE, IMAGE_SIZE, 1],
+        );
+        return runner ? runner.run(x) : model.predict(x) as tf.Tensor;
+      });
       out.set(await probs.data() as Float32Array, start * NUM_CLASSES);
       probs.dispose();
     }
@@ -153,7 +157,10 @@ export function wrapLayersModel(
     predict: (images, options) => predict(images, options),
     classify: async (images, options) => argmaxRows(await predict(images, options, "classify")),
     dispose: () => {
-      if (!disposed) model.dispose();
+      if (!disposed) {
+        runner?.dispose();
+        model.dispose();
+      }
       disposed = true;
     },
   };

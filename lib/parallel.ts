@@ -229,7 +229,8 @@ export class GradientWorkers {
           type: "predict",
           params,
           state,
-          pixels: pixels.subarray(bounds[i] * IMAGE_PIXELS, bounds[i + 1] * IMAGE_PIXELS),
+          // A copy: a view would send its whole underlying buffer (the whole dataset).
+          pixels: pixels.slice(bounds[i] * IMAGE_PIXELS, bounds[i + 1] * IMAGE_PIXELS),
           count: bounds[i + 1] - bounds[i],
         })
       ),

@@ -14,6 +14,7 @@ import { selectBackend } from "./backend.ts";
 import { createRng } from "./rng.ts";
 import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
 import { trainingForward } from "./forward.ts";
+import { type InferenceRunner, inferenceRunner } from "./inference.ts";
 import { IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
 import { readFlat, type WorkerReply, type WorkerRequest, writeFlat } from "./parallel.ts";
 
@@ -26,6 +27,7 @@ let teacher: { net: tf.LayersModel; settings: Distillation } | null = null;
 
 function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
   const model = net!;
+  predictWeights = null; // training writes other weights
   writeFlat(model.trainableWeights, request.params);
   writeFlat(model.nonTrainableWeights, request.state);
   const pixels = request.augment
@@ -60,21 +62,38 @@ function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
 /** Images per forward pass when predicting. */
 const PREDICT_BATCH = 1000;
 
+/** The replica's folded, fused inference path (`inference.ts`); `null`: none. */
+let runner: InferenceRunner | null | undefined;
+
+/** The weights the replica holds for predicting, to skip writing the same ones again. */
+let predictWeights: { params: Float32Array; state: Float32Array } | null = null;
+
+const sameValues = (a: Float32Array, b: Float32Array) =>
+  a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+
 function predict(request: Extract<WorkerRequest, { type: "predict" }>): WorkerReply {
   const model = net!;
-  writeFlat(model.trainableWeights, request.params);
-  writeFlat(model.nonTrainableWeights, request.state);
+  // Unchanged weights are not written again: new weight tensors would make
+  // the inference path fold again and the backend prepare its kernels again.
+  if (
+    !predictWeights || !sameValues(predictWeights.params, request.params) ||
+    !sameValues(predictWeights.state, request.state)
+  ) {
+    writeFlat(model.trainableWeights, request.params);
+    writeFlat(model.nonTrainableWeights, request.state);
+    predictWeights = { params: request.params, state: request.state };
+  }
+  if (runner === undefined) runner = inferenceRunner(model);
   const probabilities = new Float32Array(request.count * NUM_CLASSES);
   for (let start = 0; start < request.count; start += PREDICT_BATCH) {
     const end = Math.min(request.count, start + PREDICT_BATCH);
-    const out = tf.tidy(() =>
-      model.predict(
-        tf.tensor4d(
-          request.pixels.subarray(start * IMAGE_PIXELS, end * IMAGE_PIXELS),
-          [end - start, IMAGE_SIZE, IMAGE_SIZE, 1],
-        ),
-      ) as tf.Tensor
-    );
+    const out = tf.tidy(() => {
+      const x = tf.tensor4d(
+        request.pixels.subarray(start * IMAGE_PIXELS, end * IMAGE_PIXELS),
+        [end - start, IMAGE_SIZE, IMAGE_SIZE, 1],
+      );
+      return runner ? runner.run(x) : model.predict(x) as tf.Tensor;
+    });
     probabilities.set(out.dataSync() as Float32Array, start * NUM_CLASSES);
     out.dispose();
   }

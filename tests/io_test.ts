@@ -157,7 +157,9 @@ Deno.test("the standard layers format loads: converter shard names, several shar
       weightData: weights.slice().buffer,
     }));
     const plainOut = plain.predict(tf.tensor4d(images, [4, 28, 28, 1])) as tf.Tensor;
-    assert.deepEqual(await plainOut.data(), expected);
+    // tinymnist's predict folds batch norm into the convolutions: equal up to float rounding.
+    const theirs = await plainOut.data() as Float32Array;
+    assert.ok(theirs.every((p, i) => Math.abs(p - expected[i]) <= 1e-6), "plain TensorFlow.js");
     plain.dispose();
     tf.dispose(plainOut);
     // A missing shard is named.

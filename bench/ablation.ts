@@ -74,6 +74,14 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       { learningRate, hardExamples, labelSmoothing, batchSize },
     ]),
   },
+  // The default architecture and a wider last convolution (the recipe issue's "widths" lever).
+  widths: {
+    seeds: "42,1,2,3",
+    variants: [
+      ["tiny (conv 16→32→32, 17,018 params)", { preset: "tiny" }],
+      ["wide (conv 16→32→48, 23,098 params)", { preset: "wide" }],
+    ],
+  },
   // A small student, trained alone and distilled (T 2, α 0.5, the defaults), and the settings
   // measured on the validation split to choose them.
   distillation: {

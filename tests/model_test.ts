@@ -77,7 +77,8 @@ Deno.test("bad input is a TypeError that says what was expected", async () => {
   });
   assert.throws(() => createModel({ preset: "huge" as "tiny" }), {
     name: "RangeError",
-    message: 'Cannot create model: expected preset "tiny" or "seed" or "mini", got "huge"',
+    message:
+      'Cannot create model: expected preset "tiny" or "seed" or "mini" or "wide", got "huge"',
   });
   model.dispose();
 });

@@ -28,55 +28,42 @@ interface SequentialJson {
   config: { name?: string; layers: LayerJson[] };
 }
 
-/** Values of one weight, with its shape. */
-interface Values {
-  shape: number[];
-  values: Float32Array;
+/** Whether `layer` is a batch norm over the channel axis of NHWC activations. */
+export function isChannelsLastBatchNorm(layer: tf.layers.Layer | undefined): boolean {
+  if (layer?.getClassName() !== "BatchNormalization") return false;
+  const { axis } = layer.getConfig() as { axis?: number | number[] };
+  const axes = Array.isArray(axis) ? axis : [axis ?? -1];
+  return axes.length === 1 && (axes[0] === -1 || axes[0] === 3);
 }
 
-/** Whether layer `i` is a Conv2D whose output goes straight into a channels-last batch norm. */
-function foldable(layers: tf.layers.Layer[], i: number): boolean {
-  const next = layers[i + 1];
-  if (layers[i].getClassName() !== "Conv2D" || next?.getClassName() !== "BatchNormalization") {
-    return false;
-  }
-  const conv = layers[i].getConfig() as { activation?: string };
-  const bn = next.getConfig() as { axis?: number | number[] };
-  const axis = Array.isArray(bn.axis) ? bn.axis : [bn.axis ?? -1];
-  return (conv.activation ?? "linear") === "linear" && axis.length === 1 &&
-    (axis[0] === -1 || axis[0] === 3);
+/** Whether layer `i` is a linear Conv2D whose output goes straight into such a batch norm. */
+export function isFoldable(layers: readonly tf.layers.Layer[], i: number): boolean {
+  const { activation } = layers[i].getConfig() as { activation?: string };
+  return layers[i].getClassName() === "Conv2D" && (activation ?? "linear") === "linear" &&
+    isChannelsLastBatchNorm(layers[i + 1]);
 }
 
-/** A layer's weights by the last part of their names ("kernel", "gamma", …). */
-async function weightsOf(layer: tf.layers.Layer): Promise<Map<string, Values>> {
-  const out = new Map<string, Values>();
-  for (const w of layer.weights) {
-    out.set(w.originalName.split("/").at(-1)!, {
-      shape: w.shape as number[],
-      values: (await w.read().data() as Float32Array).slice(),
-    });
-  }
-  return out;
+/** A layer's current weight tensors by the last part of their names ("kernel", "gamma", …). */
+export function weightsByName(layer: tf.layers.Layer): Map<string, tf.Tensor> {
+  return new Map(layer.weights.map((w) => [w.originalName.split("/").at(-1)!, w.read()]));
 }
 
-/** W' and b' of a convolution (`conv`) merged with the batch norm after it (`bn`, `epsilon`). */
-function fold(conv: Map<string, Values>, bn: Map<string, Values>, epsilon: number): Values[] {
-  const kernel = conv.get("kernel")!;
-  const channels = kernel.shape.at(-1)!;
-  const bias = conv.get("bias")?.values ?? new Float32Array(channels);
-  const mean = bn.get("moving_mean")!.values, variance = bn.get("moving_variance")!.values;
-  const gamma = bn.get("gamma")?.values, beta = bn.get("beta")?.values;
-  const gain = Float32Array.from(
-    mean,
-    (_, c) => (gamma ? gamma[c] : 1) / Math.sqrt(variance[c] + epsilon),
-  );
-  const w = kernel.values.slice();
-  for (let i = 0; i < w.length; i++) w[i] *= gain[i % channels];
-  const b = Float32Array.from(
-    bias,
-    (v, c) => gain[c] * (v - mean[c]) + (beta ? beta[c] : 0),
-  );
-  return [{ shape: kernel.shape, values: w }, { shape: [channels], values: b }];
+/**
+ * The kernel and bias of convolution `conv` merged with the batch norm `bn`
+ * after it (see the module docs): W' = g·W and b' = g·(b − μ) + β per output
+ * channel, g = γ / √(σ² + ε). New tensors; the caller disposes them.
+ */
+export function foldIntoConv(conv: tf.layers.Layer, bn: tf.layers.Layer): [tf.Tensor, tf.Tensor] {
+  const w = weightsByName(conv), n = weightsByName(bn);
+  const { epsilon = 1e-3 } = bn.getConfig() as { epsilon?: number };
+  return tf.tidy(() => {
+    const gamma = n.get("gamma"), beta = n.get("beta"), bias = w.get("bias");
+    let g = tf.rsqrt(tf.add(n.get("moving_variance")!, epsilon));
+    if (gamma) g = tf.mul(g, gamma);
+    let b = tf.mul(bias ? tf.sub(bias, n.get("moving_mean")!) : tf.neg(n.get("moving_mean")!), g);
+    if (beta) b = tf.add(b, beta);
+    return [tf.mul(w.get("kernel")!, g), b];
+  });
 }
 
 /**
@@ -99,29 +86,25 @@ export async function foldBatchNorm(net: tf.LayersModel): Promise<tf.LayersModel
   // Sequential's topology lists the input layer first when the model has one.
   const offset = topology.config.layers.length - net.layers.length;
   const layers: LayerJson[] = topology.config.layers.slice(0, offset);
-  const weights: Values[][] = [];
+  const weights: tf.Tensor[][] = [];
+  const made: tf.Tensor[] = []; // the folded tensors (the others are the model's own)
   for (let i = 0; i < net.layers.length; i++) {
-    const layer = net.layers[i];
-    const own = await weightsOf(layer);
-    if (foldable(net.layers, i)) {
-      const bn = net.layers[i + 1];
-      const { epsilon } = bn.getConfig() as { epsilon: number };
-      weights.push(fold(own, await weightsOf(bn), epsilon));
+    if (isFoldable(net.layers, i)) {
+      const pair = foldIntoConv(net.layers[i], net.layers[i + 1]);
+      made.push(...pair);
+      weights.push(pair);
       const json = topology.config.layers[offset + i];
       layers.push({ ...json, config: { ...json.config, use_bias: true } });
       i++; // the batch norm is merged
     } else {
-      weights.push([...own.values()]);
+      weights.push(net.layers[i].weights.map((w) => w.read()));
       layers.push(topology.config.layers[offset + i]);
     }
   }
   const folded = await tf.models.modelFromJSON({
     modelTopology: { ...topology, config: { ...topology.config, layers } },
   } as unknown as tf.io.ModelJSON);
-  folded.layers.forEach((layer, i) => {
-    const tensors = weights[i].map((w) => tf.tensor(w.values, w.shape));
-    layer.setWeights(tensors);
-    tf.dispose(tensors);
-  });
+  folded.layers.forEach((layer, i) => layer.setWeights(weights[i]));
+  tf.dispose(made); // the new variables hold their own reference
   return folded;
 }

@@ -16,6 +16,12 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import {
+  foldIntoConv,
+  isChannelsLastBatchNorm,
+  isFoldable,
+  weightsByName,
+} from "./fold_batch_norm.ts";
 
 /** One step of the chain, on the current (folded) tensors. */
 type Step = (x: tf.Tensor) => tf.Tensor;
@@ -27,19 +33,12 @@ interface LayerConfig {
   padding?: "same" | "valid";
   dilationRate?: number | number[];
   dataFormat?: string;
-  axis?: number | number[];
   epsilon?: number;
-  center?: boolean;
   scale?: number | boolean;
   offset?: number;
   maxValue?: number | null;
   poolSize?: number | number[];
   useBias?: boolean;
-}
-
-/** A layer's weights by the last part of their names ("kernel", "gamma", …). */
-function weightsOf(layer: tf.layers.Layer): Map<string, tf.Tensor> {
-  return new Map(layer.weights.map((w) => [w.originalName.split("/").at(-1)!, w.read()]));
 }
 
 const pair = (v: number | number[] | undefined, fill = 1) =>
@@ -53,14 +52,6 @@ const plainActivation = (config: LayerConfig, softmax = false) =>
 const isPlainRelu = (layer: tf.layers.Layer | undefined) =>
   layer?.getClassName() === "ReLU" && (layer.getConfig() as LayerConfig).maxValue == null;
 
-/** Whether `layer` is a channels-last batch norm. */
-function isBatchNorm(layer: tf.layers.Layer | undefined): boolean {
-  if (layer?.getClassName() !== "BatchNormalization") return false;
-  const { axis } = layer.getConfig() as LayerConfig;
-  const axes = Array.isArray(axis) ? axis : [axis ?? -1];
-  return axes.length === 1 && (axes[0] === -1 || axes[0] === 3);
-}
-
 /**
  * The steps of `net` with its current weights (folded tensors are made here
  * and returned in `kept`), or `null` when a layer is not one this path runs.
@@ -70,6 +61,7 @@ function plan(net: tf.LayersModel): { steps: Step[]; kept: tf.Tensor[] } | null 
   const steps: Step[] = [];
   const kept: tf.Tensor[] = [];
   const keep = <T extends tf.Tensor>(t: T) => (kept.push(tf.keep(t)), t);
+  let complete = false;
   try {
     for (let i = 0; i < layers.length; i++) {
       const layer = layers[i];
@@ -81,22 +73,10 @@ function plan(net: tf.LayersModel): { steps: Step[]; kept: tf.Tensor[] } | null 
         const scale = Number(config.scale ?? 1), offset = Number(config.offset ?? 0);
         steps.push((x) => tf.add(tf.mul(x, scale), offset));
       } else if (type === "Conv2D" && plainActivation(config)) {
-        const w = weightsOf(layer);
-        let kernel = w.get("kernel")!, bias = w.get("bias") ?? null;
-        if (config.activation !== "relu" && isBatchNorm(layers[i + 1])) {
-          const bn = weightsOf(layers[i + 1]);
-          const { epsilon = 1e-3 } = layers[i + 1].getConfig() as LayerConfig;
-          const folded = tf.tidy(() => {
-            const gamma = bn.get("gamma");
-            let g = tf.rsqrt(tf.add(bn.get("moving_variance")!, epsilon));
-            if (gamma) g = tf.mul(g, gamma);
-            let b = tf.neg(tf.mul(bn.get("moving_mean")!, g));
-            if (bias) b = tf.add(b, tf.mul(bias, g));
-            const beta = bn.get("beta");
-            if (beta) b = tf.add(b, beta);
-            return [tf.mul(kernel, g), b];
-          });
-          [kernel, bias] = [keep(folded[0]), keep(folded[1])];
+        const w = weightsByName(layer);
+        let [kernel, bias] = [w.get("kernel")!, w.get("bias") ?? null];
+        if (config.activation !== "relu" && isFoldable(layers, i)) {
+          [kernel, bias] = foldIntoConv(layer, layers[i + 1]).map(keep);
           i++;
         }
         let relu = config.activation === "relu";
@@ -116,8 +96,8 @@ function plan(net: tf.LayersModel): { steps: Step[]; kept: tf.Tensor[] } | null 
             activation: relu ? "relu" : "linear",
           })
         );
-      } else if (isBatchNorm(layer)) {
-        const bn = weightsOf(layer);
+      } else if (isChannelsLastBatchNorm(layer)) {
+        const bn = weightsByName(layer);
         const { epsilon = 1e-3 } = config;
         steps.push((x) =>
           tf.batchNorm(
@@ -138,7 +118,7 @@ function plan(net: tf.LayersModel): { steps: Step[]; kept: tf.Tensor[] } | null 
       } else if (type === "Flatten") {
         steps.push((x) => tf.reshape(x, [x.shape[0], -1]));
       } else if (type === "Dense" && plainActivation(config, true)) {
-        const w = weightsOf(layer);
+        const w = weightsByName(layer);
         const kernel = w.get("kernel")!, bias = w.get("bias");
         const activation = config.activation === "relu" ? "relu" : "linear";
         steps.push((x) => {
@@ -155,11 +135,12 @@ function plan(net: tf.LayersModel): { steps: Step[]; kept: tf.Tensor[] } | null 
         return null;
       }
     }
-  } catch (error) {
-    tf.dispose(kept);
-    throw error;
+    complete = true;
+    return { steps, kept };
+  } finally {
+    // Declined half-way, or failed: nothing made here is left behind.
+    if (!complete) tf.dispose(kept);
   }
-  return { steps, kept };
 }
 
 /** Runs a model's inference path; see {@linkcode inferenceRunner}. Internal. */

@@ -10,9 +10,6 @@ import { checkImages } from "./images.ts";
 import { argmaxRows, type Classifier, layersModelOf } from "./model.ts";
 import { GradientWorkers, readFlat } from "./parallel.ts";
 
-/** A classifier whose work runs in workers; `dispose` stops them (the model is not disposed). */
-export type ParallelClassifier = Classifier;
-
 /**
  * Start `workers` wasm workers holding `model`'s current weights, and return
  * a classifier that splits each `predict`/`classify` call between them. The
@@ -21,12 +18,12 @@ export type ParallelClassifier = Classifier;
  *
  * @param model A classifier from `createModel` or `loadModel`.
  * @param workers Number of workers (≥ 1).
- * @returns A classifier; call `dispose` to stop the workers.
+ * @returns A classifier; its `dispose` stops the workers (the model is not disposed).
  */
 export async function parallelClassifier(
   model: Classifier,
   workers: number,
-): Promise<ParallelClassifier> {
+): Promise<Classifier> {
   const net = layersModelOf(model);
   const pool = await GradientWorkers.start(workers, net, 0);
   const params = readFlat(net.trainableWeights), state = readFlat(net.nonTrainableWeights);

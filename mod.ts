@@ -113,12 +113,12 @@ export {
   type BatchEvent,
   DivergenceError,
   type EpochEvent,
-  learningRateAt,
   MILD_AUGMENTATION,
   train,
   type TrainOptions,
   type TrainResult,
 } from "./lib/train.ts";
+export { learningRateAt } from "./lib/training_plan.ts";
 export {
   evaluate,
   type EvaluateOptions,

@@ -7,15 +7,15 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type Classifier, layersModelOf } from "./model.ts";
-import { checkLabelled, IMAGE_PIXELS, IMAGE_SIZE, type LabelledImages } from "./images.ts";
+import { checkLabelled, IMAGE_PIXELS, type LabelledImages } from "./images.ts";
 import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { createRng, shuffle } from "./rng.ts";
-import { FlatAdam } from "./adam.ts";
-import { DeviceAdam } from "./device_adam.ts";
 import { DEFAULT_WASM_WORKERS } from "./backend.ts";
-import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
-import { trainingForward } from "./forward.ts";
-import { GradientWorkers, readFlat, type Shard, writeFlat } from "./parallel.ts";
+import { DifficultyTracker } from "./difficulty_tracker.ts";
+import { type PlanSettings, planTraining } from "./training_plan.ts";
+import type { StepContext, Teacher, TrainingStep } from "./training_step.ts";
+import { startWorkerStep } from "./worker_step.ts";
+import { threadStep } from "./thread_step.ts";
 
 /**
  * Mild augmentation for one-pass training: small rotations, shifts, scaling,
@@ -207,39 +207,6 @@ export interface TrainResult {
   workers: number;
 }
 
-/**
- * The learning rate of step `step` out of `total` for a schedule.
- *
- * @param step 0-based step.
- * @param total Number of steps.
- * @param peak Peak learning rate.
- * @param schedule The schedule's name.
- * @returns The learning rate for that step.
- *
- * @example One-cycle starts low, peaks at 20%, ends near zero
- * ```ts
- * import { learningRateAt } from "@tinymnist/tinymnist";
- * import assert from "node:assert/strict";
- *
- * assert.equal(learningRateAt(200, 1000, 0.01, "one-cycle"), 0.01);
- * assert.ok(learningRateAt(0, 1000, 0.01, "one-cycle") < 0.001);
- * assert.ok(learningRateAt(999, 1000, 0.01, "one-cycle") < 0.0001);
- * ```
- */
-export function learningRateAt(
-  step: number,
-  total: number,
-  peak: number,
-  schedule: "one-cycle" | "constant",
-): number {
-  if (schedule === "constant") return peak;
-  const warm = Math.max(1, Math.round(0.2 * total));
-  const start = peak / 25, end = peak / 1000;
-  if (step < warm) return start + (peak - start) * (step / warm);
-  const t = (step - warm) / Math.max(1, total - 1 - warm);
-  return end + (peak - end) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t)));
-}
-
 /** Thrown by {@linkcode train} when the loss or a weight stops being finite. */
 export class DivergenceError extends Error {
   /** Always `"DivergenceError"`. */
@@ -287,26 +254,8 @@ function numberIn(name: string, value: number, min: number, max: number, openMin
   return value;
 }
 
-/** Whether some value of `flat` is not finite. */
-function anyNonFinite(flat: Float32Array): boolean {
-  for (let i = 0; i < flat.length; i++) if (!Number.isFinite(flat[i])) return true;
-  return false;
-}
-
-/** Whether every weight of a model is finite; one small read-back. */
-async function weightsFinite(net: tf.LayersModel): Promise<boolean> {
-  // The sum of all weights is finite exactly when every weight is (barring
-  // overflow to ±Infinity, which is itself divergence).
-  const total = tf.tidy(() => tf.addN(net.weights.map((w) => w.read().sum())));
-  const [value] = await total.data();
-  total.dispose();
-  return Number.isFinite(value);
-}
-
 /** The teacher's model and T, α, when `options.teacher` is given; else null. */
-function distillationOf(
-  options: TrainOptions,
-): { net: tf.LayersModel; settings: Distillation } | null {
+function distillationOf(options: TrainOptions): Teacher | null {
   const { teacher } = options;
   if (teacher === undefined) {
     for (const name of ["distillTemperature", "distillWeight"] as const) {
@@ -350,8 +299,86 @@ const TRAIN_OPTION_NAMES: ReadonlySet<string> = new Set(
 /** The largest learning rate accepted: above it Adam's steps leave any sensible range. */
 const MAX_LEARNING_RATE = 1;
 
+/** The recipe of a run: every option checked, defaults filled in. */
+interface Recipe extends PlanSettings {
+  labelSmoothing: number;
+  lossEvery: number;
+  seed: number;
+  augment: AugmentOptions | null;
+  augmentSchedule: "constant" | "decay";
+  workers: number;
+}
+
+/** Check the options of {@linkcode train} and fill in the defaults (the teacher's apart). */
+function recipeOf(options: TrainOptions): Recipe {
+  const unknown = Object.keys(options).filter((key) => !TRAIN_OPTION_NAMES.has(key));
+  if (unknown.length > 0) {
+    throw new TypeError(
+      `Cannot train: expected options among ${[...TRAIN_OPTION_NAMES].join(", ")}, got unknown ${
+        unknown.map((key) => JSON.stringify(key)).join(", ")
+      }`,
+    );
+  }
+  const epochs = integerIn("epochs", options.epochs ?? 1, 1, 10_000);
+  const batchSize = integerIn("batchSize", options.batchSize ?? 64, 1, 65_536);
+  const lossEvery = integerIn("lossEvery", options.lossEvery ?? 20, 1, 1_000_000);
+  const miniEpochs = integerIn("miniEpochs", options.miniEpochs ?? 1, 1, 1_000);
+  const learningRate = numberIn(
+    "learningRate",
+    options.learningRate ?? 0.03,
+    0,
+    MAX_LEARNING_RATE,
+    true,
+  );
+  const labelSmoothing = numberIn("labelSmoothing", options.labelSmoothing ?? 0.1, 0, 0.99);
+  // At most half: the difficult examples are drawn from the fresh ones seen before.
+  const hardExamples = numberIn("hardExamples", options.hardExamples ?? 0.15, 0, 0.5);
+  const miniEpochDecay = numberIn("miniEpochDecay", options.miniEpochDecay ?? 0.7, 0, 1, true);
+  const seed = integerIn("seed", options.seed ?? 42, 0, Number.MAX_SAFE_INTEGER);
+  const augment = options.augment === undefined ? MILD_AUGMENTATION : options.augment || null;
+  // Bad augmentation options fail here, not in a worker half-way through.
+  if (augment) augmentBatch(new Float32Array(IMAGE_PIXELS), augment, createRng(0));
+  const augmentSchedule = options.augmentSchedule ?? "decay";
+  const schedule = options.schedule ?? "one-cycle";
+  if (schedule !== "one-cycle" && schedule !== "constant") {
+    throw new RangeError(
+      `Cannot train: expected schedule "one-cycle" or "constant", got ${JSON.stringify(schedule)}`,
+    );
+  }
+  if (augmentSchedule !== "decay" && augmentSchedule !== "constant") {
+    throw new RangeError(
+      `Cannot train: expected augmentSchedule "decay" or "constant", got ${
+        JSON.stringify(augmentSchedule)
+      }`,
+    );
+  }
+  const workers = integerIn(
+    "workers",
+    options.workers ?? (tf.getBackend() === "wasm" ? DEFAULT_WASM_WORKERS : 0),
+    0,
+    64,
+  );
+  return {
+    epochs,
+    batchSize,
+    miniEpochs,
+    hardExamples,
+    learningRate,
+    miniEpochDecay,
+    schedule,
+    labelSmoothing,
+    lossEvery,
+    seed,
+    augment,
+    augmentSchedule,
+    workers,
+  };
+}
+
 /**
- * Train a classifier in place. On wasm each batch is split between data-
+ * Train a classifier in place: check the options ({@linkcode TrainOptions}),
+ * plan the run (mini-epochs, difficult examples, learning rate of each step),
+ * then take one Adam step per batch. On wasm each batch is split between data-
  * parallel workers (see {@linkcode TrainOptions.workers}), which augment
  * their shards and return gradients; this thread applies one Adam update per
  * batch. Otherwise training runs in this thread on the active backend:
@@ -391,221 +418,49 @@ export async function train(
 ): Promise<TrainResult> {
   const net = layersModelOf(model);
   const count = checkLabelled(data, "train");
-  const unknown = Object.keys(options).filter((key) => !TRAIN_OPTION_NAMES.has(key));
-  if (unknown.length > 0) {
-    throw new TypeError(
-      `Cannot train: expected options among ${[...TRAIN_OPTION_NAMES].join(", ")}, got unknown ${
-        unknown.map((key) => JSON.stringify(key)).join(", ")
-      }`,
-    );
-  }
-  const epochs = integerIn("epochs", options.epochs ?? 1, 1, 10_000);
-  const batchSize = integerIn("batchSize", options.batchSize ?? 64, 1, 65_536);
-  const lossEvery = integerIn("lossEvery", options.lossEvery ?? 20, 1, 1_000_000);
-  const miniEpochs = integerIn("miniEpochs", options.miniEpochs ?? 1, 1, 1_000);
-  const peak = numberIn("learningRate", options.learningRate ?? 0.03, 0, MAX_LEARNING_RATE, true);
-  const smoothing = numberIn("labelSmoothing", options.labelSmoothing ?? 0.1, 0, 0.99);
-  // At most half: the difficult examples are drawn from the fresh ones seen before.
-  const hardFraction = numberIn("hardExamples", options.hardExamples ?? 0.15, 0, 0.5);
-  const decay = numberIn("miniEpochDecay", options.miniEpochDecay ?? 0.7, 0, 1, true);
-  integerIn("seed", options.seed ?? 42, 0, Number.MAX_SAFE_INTEGER);
-  const augment = options.augment === undefined ? MILD_AUGMENTATION : options.augment || null;
-  // Bad augmentation options fail here, not in a worker half-way through.
-  if (augment) augmentBatch(new Float32Array(IMAGE_PIXELS), augment, createRng(0));
-  const augmentSchedule = options.augmentSchedule ?? "decay";
-  const schedule = options.schedule ?? "one-cycle";
-  if (schedule !== "one-cycle" && schedule !== "constant") {
-    throw new RangeError(
-      `Cannot train: expected schedule "one-cycle" or "constant", got ${JSON.stringify(schedule)}`,
-    );
-  }
-  if (augmentSchedule !== "decay" && augmentSchedule !== "constant") {
-    throw new RangeError(
-      `Cannot train: expected augmentSchedule "decay" or "constant", got ${
-        JSON.stringify(augmentSchedule)
-      }`,
-    );
-  }
-  const rng = createRng(options.seed ?? 42);
-
-  // The plan: each epoch is `miniEpochs` chunks; each chunk presents its
-  // share of fresh images, then its share of difficult ones.
-  const chunks: { fresh: number; hard: number; steps: number }[] = [];
-  for (let m = 0; m < miniEpochs; m++) {
-    const size = Math.floor(((m + 1) * count) / miniEpochs) - Math.floor((m * count) / miniEpochs);
-    const hard = m === 0 && miniEpochs > 1 && hardFraction > 0
-      ? 0 // nothing seen yet: the first chunk is all fresh, the others make up for it
-      : Math.round(size * hardFraction * (miniEpochs > 1 ? miniEpochs / (miniEpochs - 1) : 1));
-    chunks.push({ fresh: size - Math.min(hard, size), hard: Math.min(hard, size), steps: 0 });
-  }
-  for (const c of chunks) c.steps = Math.ceil(c.fresh / batchSize) + Math.ceil(c.hard / batchSize);
-  const stepsPerEpoch = chunks.reduce((a, c) => a + c.steps, 0);
-  const totalSteps = epochs * stepsPerEpoch;
-  const learningRate = (epoch: number, m: number, stepInChunk: number) =>
-    miniEpochs === 1
-      ? learningRateAt(epoch * stepsPerEpoch + stepInChunk, totalSteps, peak, schedule)
-      : learningRateAt(stepInChunk, chunks[m].steps, peak * decay ** m, schedule);
-
-  const workers = integerIn(
-    "workers",
-    options.workers ?? (tf.getBackend() === "wasm" ? DEFAULT_WASM_WORKERS : 0),
-    0,
-    64,
-  );
-  const teacher = distillationOf(options);
-  /** Stop with a DivergenceError: `what` became non-finite at 1-based step `at`. */
-  const diverged = (what: string, lr: number, at: number): never => {
-    throw new DivergenceError(
-      `Cannot train: expected a finite ${what}, got a non-finite one at step ${at} of ${totalSteps} (learning rate ${lr}); lower the learning rate`,
-    );
+  const recipe = recipeOf(options);
+  const plan = planTraining(count, recipe);
+  const rng = createRng(recipe.seed);
+  const tracker = recipe.hardExamples > 0 ? new DifficultyTracker(count) : null;
+  let step = 0, learningRate = NaN;
+  const context: StepContext = {
+    net,
+    data,
+    smoothing: recipe.labelSmoothing,
+    teacher: distillationOf(options),
+    rng,
+    tracker,
+    diverged: (what) => {
+      throw new DivergenceError(
+        `Cannot train: expected a finite ${what}, got a non-finite one at step ${
+          step + 1
+        } of ${plan.totalSteps} (learning rate ${learningRate}); lower the learning rate`,
+      );
+    },
   };
-
-  const batchPixels = new Float32Array(batchSize * IMAGE_PIXELS);
-  /** The augmentation of step `step`, or `null`. */
-  const augmentAt = (step: number): AugmentOptions | null => {
+  /** The augmentation of the current step, or `null`. */
+  const augmentNow = (): AugmentOptions | null => {
+    const { augment } = recipe;
     if (!augment) return null;
-    const strength = augmentSchedule === "decay" ? 1 - step / totalSteps : 1;
+    const strength = recipe.augmentSchedule === "decay" ? 1 - step / plan.totalSteps : 1;
     return { ...augment, strength: (augment.strength ?? 1) * strength };
   };
-  /** The pixels of a batch, into `pixels` (by default a reused buffer). */
-  const gatherBatch = (
-    ids: Int32Array,
-    pixels = batchPixels.subarray(0, ids.length * IMAGE_PIXELS),
-  ): Float32Array => {
-    ids.forEach((id, j) =>
-      pixels.set(data.images.subarray(id * IMAGE_PIXELS, (id + 1) * IMAGE_PIXELS), j * IMAGE_PIXELS)
-    );
-    return pixels;
-  };
 
-  const order = new Int32Array(count).map((_, i) => i);
-  const sampleLoss = new Float32Array(count).fill(-1); // -1: not seen yet
-  const timesSeen = new Uint16Array(count);
-  const trackLoss = hardFraction > 0;
-  /** Record per-sample losses of one batch. */
-  const record = (indices: Int32Array, values: Float32Array) => {
-    // Difficulty = loss relative to its batch's mean: early in a pass every
-    // loss is high, so raw losses would just pick the examples seen first.
-    let mean = 0;
-    for (let j = 0; j < indices.length; j++) mean += values[j] / indices.length;
-    indices.forEach((i, j) => sampleLoss[i] = values[j] / Math.max(mean, 1e-12));
-  };
-  const pending: { indices: Int32Array; losses: tf.Tensor }[] = [];
-  const flush = async () => {
-    if (pending.length === 0) return;
-    const all = tf.concat(pending.map((p) => p.losses));
-    const values = await all.data() as Float32Array;
-    all.dispose();
-    let k = 0;
-    for (const p of pending) {
-      record(p.indices, values.subarray(k, k + p.indices.length));
-      k += p.indices.length;
-      p.losses.dispose();
-    }
-    pending.length = 0;
-  };
-  const hardest = (n: number): Int32Array => {
-    const seen = order.filter((i) => sampleLoss[i] >= 0);
-    seen.sort((a, b) => sampleLoss[b] - sampleLoss[a]);
-    return shuffle(seen.slice(0, n), rng);
-  };
-
-  const history: EpochEvent[] = [];
   const started = performance.now();
-  // One of two ways to take a step; each returns the batch's mean loss,
-  // as a tensor (read back only now and then) or a number.
-  let takeStep: (ids: Int32Array, lr: number) => Promise<tf.Scalar | number>;
-  let finish: () => void;
-  if (workers > 0) {
-    const pool = await GradientWorkers.start(workers, net, smoothing, teacher);
-    const params = readFlat(net.trainableWeights);
-    let state = readFlat(net.nonTrainableWeights);
-    const adam = new FlatAdam(params.length);
-    takeStep = async (ids, lr) => {
-      // Each worker augments its own shard, with a seed drawn here.
-      const options = augmentAt(step);
-      const shards: Shard[] = [];
-      const parts = Math.min(workers, ids.length);
-      for (let w = 0; w < parts; w++) {
-        const from = Math.floor((w * ids.length) / parts);
-        const to = Math.floor(((w + 1) * ids.length) / parts);
-        shards.push({
-          pixels: gatherBatch(ids.subarray(from, to), new Float32Array((to - from) * IMAGE_PIXELS)),
-          labels: Int32Array.from(ids.subarray(from, to), (id) => data.labels[id]),
-          augment: options && { options, seed: rng.int(2 ** 31) },
-        });
-      }
-      const result = await pool.step(params, state, shards);
-      adam.step(params, result.gradients, lr);
-      state = result.state;
-      const loss = result.losses.reduce((a, b) => a + b, 0) / ids.length;
-      // Every step: the loss is here anyway, and a scan of the weights is ~20 µs.
-      if (!Number.isFinite(loss)) diverged("loss", lr, step + 1);
-      if (anyNonFinite(params)) diverged("weight", lr, step + 1);
-      if (anyNonFinite(state)) diverged("batch-norm moving statistic", lr, step + 1);
-      if (trackLoss) record(ids, result.losses);
-      return loss;
-    };
-    finish = () => {
-      pool.close();
-      writeFlat(net.trainableWeights, params);
-      writeFlat(net.nonTrainableWeights, state);
-    };
-  } else {
-    const optimizer = new DeviceAdam(net.trainableWeights.map((w) => w.read() as tf.Variable));
-    // Uploaded once: without augmentation batches are gathered on the device.
-    const allImages = augment ? null : tf.tensor4d(data.images, [count, IMAGE_SIZE, IMAGE_SIZE, 1]);
-    const allLabels = tf.tensor1d(data.labels, "int32");
-    takeStep = (ids, lr) => {
-      const indices = tf.tensor1d(ids, "int32");
-      const x: tf.Tensor4D = allImages ? tf.gather(allImages, indices) : tf.tensor4d(
-        augmentBatch(gatherBatch(ids), augmentAt(step)!, rng),
-        [ids.length, IMAGE_SIZE, IMAGE_SIZE, 1],
-      );
-      let perSample: tf.Tensor | undefined;
-      // The teacher sees the same (augmented) images, in inference mode, outside the gradient.
-      const soft = teacher &&
-        tf.tidy(() =>
-          softTargets(teacher.net.predict(x) as tf.Tensor, teacher.settings.temperature)
-        );
-      const { value: loss, grads } = tf.variableGrads(() =>
-        tf.tidy(() => {
-          const probs = trainingForward(net, x);
-          const each = trainingLoss(
-            probs,
-            tf.gather(allLabels, indices),
-            smoothing,
-            soft,
-            teacher?.settings ?? null,
-          );
-          if (trackLoss) perSample = tf.keep(each);
-          return each.mean().asScalar();
-        }), optimizer.variables);
-      optimizer.step(grads, lr);
-      tf.dispose(grads);
-      x.dispose();
-      indices.dispose();
-      soft?.dispose();
-      if (perSample) pending.push({ indices: ids.slice(), losses: perSample });
-      return Promise.resolve(loss);
-    };
-    finish = () => {
-      for (const p of pending) p.losses.dispose();
-      allImages?.dispose();
-      allLabels.dispose();
-      optimizer.dispose();
-    };
-  }
-
-  let step = 0, lastLoss = NaN, warmupSeconds = 0, presented = 0, hardPresentations = 0;
+  const stepper: TrainingStep = recipe.workers > 0
+    ? await startWorkerStep(recipe.workers, context)
+    : threadStep(context, recipe.augment !== null);
+  const order = new Int32Array(count).map((_, i) => i);
+  const timesSeen = new Uint16Array(count);
+  const history: EpochEvent[] = [];
+  let lastLoss = NaN, warmupSeconds = 0, presented = 0, hardPresentations = 0;
   try {
-    for (let epoch = 0; epoch < epochs; epoch++) {
+    for (let epoch = 0; epoch < recipe.epochs; epoch++) {
       const epochStart = performance.now();
       shuffle(order, rng);
       const losses: number[] = [];
       let cursor = 0, batch = 0;
-      for (let m = 0; m < miniEpochs; m++) {
-        const chunk = chunks[m];
+      for (const [m, chunk] of plan.chunks.entries()) {
         let stepInChunk = 0;
         for (const phase of ["fresh", "hard"] as const) {
           if (chunk[phase] === 0) continue;
@@ -614,39 +469,41 @@ export async function train(
             list = order.subarray(cursor, cursor + chunk.fresh);
             cursor += chunk.fresh;
           } else {
-            await flush();
-            list = hardest(chunk.hard);
+            await tracker!.flush();
+            list = tracker!.hardest(chunk.hard, order, rng);
             hardPresentations += list.length;
             options.onHardExamples?.(list);
           }
-          for (let start = 0; start < list.length; start += batchSize) {
-            const ids = list.subarray(start, Math.min(list.length, start + batchSize));
-            const lr = learningRate(epoch, m, stepInChunk);
-            const loss = await takeStep(ids, lr);
+          for (let start = 0; start < list.length; start += recipe.batchSize) {
+            const ids = list.subarray(start, Math.min(list.length, start + recipe.batchSize));
+            learningRate = plan.learningRate(epoch, m, stepInChunk);
+            const loss = await stepper.take(ids, learningRate, augmentNow());
             for (const id of ids) timesSeen[id]++;
-            step++;
-            stepInChunk++;
             presented += ids.length;
             const read = async () => typeof loss === "number" ? loss : (await loss.data())[0];
-            if (step === 1) {
-              if (!Number.isFinite(await read())) diverged("loss", lr, step);
+            if (step === 0) {
+              if (!Number.isFinite(await read())) context.diverged("loss");
               warmupSeconds = (performance.now() - started) / 1000;
             }
-            if (step % lossEvery === 0 || step === (epoch + 1) * stepsPerEpoch) {
+            if (
+              (step + 1) % recipe.lossEvery === 0 || step + 1 === (epoch + 1) * plan.stepsPerEpoch
+            ) {
               lastLoss = await read();
-              if (!Number.isFinite(lastLoss)) diverged("loss", lr, step);
-              if (workers === 0 && !(await weightsFinite(net))) diverged("weight", lr, step);
+              if (!Number.isFinite(lastLoss)) context.diverged("loss");
+              if (!(await stepper.weightsFinite())) context.diverged("weight");
               losses.push(lastLoss);
-              await flush();
+              await tracker?.flush();
             }
             if (typeof loss !== "number") loss.dispose();
+            step++;
+            stepInChunk++;
             options.onBatchEnd?.({
               epoch,
               batch,
-              batchesPerEpoch: stepsPerEpoch,
+              batchesPerEpoch: plan.stepsPerEpoch,
               images: presented,
-              totalImages: epochs * count,
-              learningRate: lr,
+              totalImages: recipe.epochs * count,
+              learningRate,
               loss: lastLoss,
               seconds: (performance.now() - started) / 1000,
             });
@@ -665,7 +522,8 @@ export async function train(
       options.onEpochEnd?.(event);
     }
   } finally {
-    finish();
+    stepper.finish();
+    tracker?.dispose();
   }
   const seconds = (performance.now() - started) / 1000;
   return {
@@ -676,6 +534,6 @@ export async function train(
     hardPresentations,
     distinctImages: timesSeen.reduce((a, t) => a + (t > 0 ? 1 : 0), 0),
     warmupSeconds,
-    workers,
+    workers: recipe.workers,
   };
 }

@@ -3,7 +3,8 @@ import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
 import { smoothedCrossEntropy, softTargets, trainingLoss } from "../lib/loss.ts";
 import { createModel, layersModelOf } from "../lib/model.ts";
-import { learningRateAt, MILD_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
+import { MILD_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
+import { learningRateAt } from "../lib/training_plan.ts";
 
 /** Two easy classes: a bright left half (0) or a bright right half (1), with noise. */
 function halves(count: number) {
@@ -19,18 +20,6 @@ function halves(count: number) {
   }
   return { images, labels, count };
 }
-
-Deno.test("one-cycle schedule: warm-up to the peak at 20%, cosine decay to peak/1000", () => {
-  assert.equal(learningRateAt(0, 100, 0.01, "one-cycle"), 0.01 / 25);
-  assert.equal(learningRateAt(20, 100, 0.01, "one-cycle"), 0.01);
-  assert.ok(Math.abs(learningRateAt(99, 100, 0.01, "one-cycle") - 0.01 / 1000) < 1e-12);
-  for (let s = 21; s < 100; s++) {
-    assert.ok(
-      learningRateAt(s, 100, 0.01, "one-cycle") <= learningRateAt(s - 1, 100, 0.01, "one-cycle"),
-    );
-  }
-  assert.equal(learningRateAt(50, 100, 0.01, "constant"), 0.01);
-});
 
 // The cpu backend is ~30× slower than wasm: it gets a smaller set.
 for (const [backend, count] of [["wasm", 256], ["cpu", 64]] as const) {

@@ -1,0 +1,90 @@
+/**
+ * Training steps in this thread, on the active backend (webgpu, or wasm
+ * and cpu with no workers): Adam on one flat vector on the device, and the
+ * loss left on the device until the caller reads it.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { augmentBatch } from "./augment.ts";
+import { DeviceAdam } from "./device_adam.ts";
+import { trainingForward } from "./forward.ts";
+import { gatherImages, IMAGE_PIXELS, IMAGE_SIZE } from "./images.ts";
+import { softTargets, trainingLoss } from "./loss.ts";
+import type { StepContext, TrainingStep } from "./training_step.ts";
+
+/** Whether every weight of a model is finite; one small read-back. */
+async function allWeightsFinite(net: tf.LayersModel): Promise<boolean> {
+  // The sum of all weights is finite exactly when every weight is (barring
+  // overflow to ±Infinity, which is itself divergence).
+  const total = tf.tidy(() => tf.addN(net.weights.map((w) => w.read().sum())));
+  const [value] = await total.data();
+  total.dispose();
+  return Number.isFinite(value);
+}
+
+/**
+ * The step that trains in this thread. Without augmentation (`augmented`
+ * false) the training set is uploaded once and each batch is gathered on the
+ * device; otherwise each batch is augmented here and uploaded. Per-example
+ * losses go to the tracker as tensors, read back in batches. Internal.
+ *
+ * @param context The model, data and loss settings.
+ * @param augmented Whether any batch of the run is augmented.
+ * @returns The step; its `finish` frees the optimiser and the uploaded data.
+ */
+export function threadStep(context: StepContext, augmented: boolean): TrainingStep {
+  const { net, data, rng, tracker, teacher } = context;
+  const optimizer = new DeviceAdam(net.trainableWeights.map((w) => w.read() as tf.Variable));
+  const allImages = augmented
+    ? null
+    : tf.tensor4d(data.images, [data.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
+  const allLabels = tf.tensor1d(data.labels, "int32");
+  let pixels = new Float32Array(0); // reused, grown to the largest batch
+  return {
+    take(ids, learningRate, augment) {
+      if (pixels.length < ids.length * IMAGE_PIXELS) {
+        pixels = new Float32Array(ids.length * IMAGE_PIXELS);
+      }
+      const indices = tf.tensor1d(ids, "int32");
+      const x: tf.Tensor4D = allImages ? tf.gather(allImages, indices) : tf.tensor4d(
+        augment
+          ? augmentBatch(gatherImages(data.images, ids, pixels), augment, rng)
+          : gatherImages(data.images, ids, pixels),
+        [ids.length, IMAGE_SIZE, IMAGE_SIZE, 1],
+      );
+      let perExample: tf.Tensor | undefined;
+      // The teacher sees the same (augmented) images, in inference mode, outside the gradient.
+      const soft = teacher &&
+        tf.tidy(() =>
+          softTargets(teacher.net.predict(x) as tf.Tensor, teacher.settings.temperature)
+        );
+      const { value: loss, grads } = tf.variableGrads(() =>
+        tf.tidy(() => {
+          const probs = trainingForward(net, x);
+          const each = trainingLoss(
+            probs,
+            tf.gather(allLabels, indices),
+            context.smoothing,
+            soft,
+            teacher?.settings ?? null,
+          );
+          if (tracker) perExample = tf.keep(each);
+          return each.mean().asScalar();
+        }), optimizer.variables);
+      optimizer.step(grads, learningRate);
+      tf.dispose(grads);
+      x.dispose();
+      indices.dispose();
+      soft?.dispose();
+      if (perExample) tracker!.defer(ids, perExample);
+      return Promise.resolve(loss);
+    },
+    weightsFinite: () => allWeightsFinite(net),
+    finish() {
+      allImages?.dispose();
+      allLabels.dispose();
+      optimizer.dispose();
+    },
+  };
+}

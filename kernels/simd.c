@@ -193,31 +193,38 @@ void im2col_t(const float* xt, int N, int H, int W, int Ci, int KH, int KW, int 
   }
 }
 
-// Batch norm (training), ReLU and 2×2 max-pool (stride 2, no padding) in one:
+// Batch norm (training), ReLU and 2×2 max-pool (stride 2) in one:
 // pooled = max over each window of relu(γ x̂ + β). x is [N,H,W,C]; pooled
-// [N,H/2,W/2,C] (rounded down). scratch: 2*C doubles, then 2*C floats.
+// [N,H/2,W/2,C], rounded down (no padding, "valid"), or with ceil_mode set
+// rounded up ("same" padding: an odd last row or column is a window of its
+// own; after ReLU, max over the padded window equals max over its values).
+// An edge window loads its missing values from the one it has (a twice).
+// scratch: 2*C doubles, then 2*C floats.
 EXPORT(bn_relu_pool_forward)
-void bn_relu_pool_forward(const float* x, int N, int H, int W, int C, const float* gamma,
+void bn_relu_pool_forward(const float* x, int N, int H, int W, int C, int ceil_mode, const float* gamma,
                           const float* beta, float epsilon, double* scratch, float* pooled,
                           float* mean, float* variance, float* inv_std) {
   float* scale = (float*)(scratch + 2 * C);
   float* shift = scale + C;
   channel_stats(x, N * H * W, C, gamma, beta, epsilon, scratch, scale, shift, mean, variance,
                 inv_std);
-  const int OH = H / 2, OW = W / 2, row = W * C;
+  const int OH = ceil_mode ? (H + 1) / 2 : H / 2, OW = ceil_mode ? (W + 1) / 2 : W / 2;
+  const int row = W * C;
   const v128_t zero = wasm_f32x4_splat(0);
   float* out = pooled;
   for (int n = 0; n < N; n++) {
     for (int oh = 0; oh < OH; oh++) {
+      const int down = 2 * oh + 1 < H ? row : 0;
       int i00 = n * H * row + 2 * oh * row;
       for (int ow = 0; ow < OW; ow++, i00 += 2 * C, out += C) {
+        const int right = 2 * ow + 1 < W ? C : 0;
         for (int c = 0; c < C; c += 4) {
           const v128_t s = wasm_v128_load(scale + c), t = wasm_v128_load(shift + c);
           const int ia = i00 + c;
           v128_t a = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia), s), t);
-          v128_t b = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia + C), s), t);
-          v128_t cc = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia + row), s), t);
-          v128_t d = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia + row + C), s), t);
+          v128_t b = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia + right), s), t);
+          v128_t cc = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia + down), s), t);
+          v128_t d = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(x + ia + down + right), s), t);
           v128_t m = wasm_f32x4_max(wasm_f32x4_max(a, b), wasm_f32x4_max(cc, d));
           wasm_v128_store(out + c, wasm_f32x4_max(m, zero));
         }
@@ -227,13 +234,15 @@ void bn_relu_pool_forward(const float* x, int N, int H, int W, int C, const floa
 }
 
 // Gradient of bn_relu_pool_forward. The pooled gradient goes to the largest
-// z = γ x̂ + β of each window (the first on ties) where that z > 0; then the
+// z = γ x̂ + β of each window (the first on ties, so a value loaded twice in
+// an edge window wins as its first copy; the stores run last to first so
+// that the winning copy is written last) where that z > 0; then the
 // batch-norm gradient of that sparse ∂z, to every element of x:
 // ∂x = γ/(N√(σ² + ε)) (N ∂z − Σ∂z − x̂ Σ∂z x̂), ∂γ = Σ ∂z x̂, ∂β = Σ ∂z.
 // scratch: 2*C doubles, then 5*C floats.
 EXPORT(bn_relu_pool_backward)
 void bn_relu_pool_backward(const float* x, const float* dpooled, int N, int H, int W, int C,
-                           const float* gamma, const float* beta, const float* mean,
+                           int ceil_mode, const float* gamma, const float* beta, const float* mean,
                            const float* inv_std, double* scratch, float* dx, float* dgamma,
                            float* dbeta) {
   double* sum_dz = scratch;
@@ -248,20 +257,23 @@ void bn_relu_pool_backward(const float* x, const float* dpooled, int N, int H, i
     scale[c] = gamma[c] * inv_std[c];
     shift[c] = beta[c] - mean[c] * gamma[c] * inv_std[c];
   }
-  const int OH = H / 2, OW = W / 2, row = W * C, size = N * H * W * C;
+  const int OH = ceil_mode ? (H + 1) / 2 : H / 2, OW = ceil_mode ? (W + 1) / 2 : W / 2;
+  const int row = W * C, size = N * H * W * C;
   const v128_t zero = wasm_f32x4_splat(0);
-  if (2 * OH != H || 2 * OW != W) {
+  if (2 * OH < H || 2 * OW < W) { // a row or column that no window covers
     for (int i = 0; i < size; i += 4) wasm_v128_store(dx + i, zero);
   }
   // Pass 1: ∂z into dx, per window; its sums.
   const float* g = dpooled;
   for (int n = 0; n < N; n++) {
     for (int oh = 0; oh < OH; oh++) {
+      const int down = 2 * oh + 1 < H ? row : 0;
       int i00 = n * H * row + 2 * oh * row;
       for (int ow = 0; ow < OW; ow++, i00 += 2 * C, g += C) {
+        const int right = 2 * ow + 1 < W ? C : 0;
         for (int c = 0; c < C; c += 4) {
           const v128_t s = wasm_v128_load(scale + c), t = wasm_v128_load(shift + c);
-          const int ia = i00 + c, ib = ia + C, ic = ia + row, id = ic + C;
+          const int ia = i00 + c, ib = ia + right, ic = ia + down, id = ic + right;
           v128_t xa = wasm_v128_load(x + ia), xb = wasm_v128_load(x + ib);
           v128_t xc = wasm_v128_load(x + ic), xd = wasm_v128_load(x + id);
           v128_t za = wasm_f32x4_add(wasm_f32x4_mul(xa, s), t);
@@ -272,10 +284,10 @@ void bn_relu_pool_backward(const float* x, const float* dpooled, int N, int H, i
           v128_t best = wasm_f32x4_max(wasm_f32x4_max(za, zb), wasm_f32x4_max(zc, zd));
           // ReLU: nothing flows back where the window's largest z is ≤ 0.
           v128_t v = wasm_v128_and(wasm_v128_load(g + c), wasm_f32x4_gt(best, zero));
-          wasm_v128_store(dx + ia, wasm_v128_and(v, w.a));
-          wasm_v128_store(dx + ib, wasm_v128_and(v, w.b));
-          wasm_v128_store(dx + ic, wasm_v128_and(v, w.c));
           wasm_v128_store(dx + id, wasm_v128_and(v, w.d));
+          wasm_v128_store(dx + ic, wasm_v128_and(v, w.c));
+          wasm_v128_store(dx + ib, wasm_v128_and(v, w.b));
+          wasm_v128_store(dx + ia, wasm_v128_and(v, w.a));
           // The winner's x̂ = (z − β)/γ would divide by γ: use (x − μ)·r instead.
           v128_t xw = wasm_v128_or(wasm_v128_or(wasm_v128_and(xa, w.a), wasm_v128_and(xb, w.b)),
                                    wasm_v128_or(wasm_v128_and(xc, w.c), wasm_v128_and(xd, w.d)));

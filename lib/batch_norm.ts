@@ -20,9 +20,16 @@ import { simdKernels } from "./wasm/simd.ts";
 export const BATCH_NORM_TRAIN = "TinymnistBatchNormTrain";
 /** Name of the gradient kernel: inputs `dy`, `normalised`, `gamma`, `invStd`; outputs ∂x, ∂γ, ∂β. */
 export const BATCH_NORM_TRAIN_GRAD = "TinymnistBatchNormTrainGrad";
-/** Batch norm, ReLU and 2×2 max-pool: inputs and outputs as the plain kernel's, without x̂. */
+/**
+ * Batch norm, ReLU and 2×2 max-pool: inputs and outputs as the plain kernel's,
+ * without x̂; attribute `ceilMode` (the pool's "same" padding) rounds the
+ * pooled size up instead of down.
+ */
 export const BATCH_NORM_RELU_POOL = "TinymnistBatchNormReluPool";
-/** Its gradient: inputs `x`, `dy`, `gamma`, `beta`, `mean`, `invStd`; outputs ∂x, ∂γ, ∂β. */
+/**
+ * Its gradient: inputs `x`, `dy`, `gamma`, `beta`, `mean`, `invStd`, attribute
+ * `ceilMode`; outputs ∂x, ∂γ, ∂β.
+ */
 export const BATCH_NORM_RELU_POOL_GRAD = "TinymnistBatchNormReluPoolGrad";
 
 /** Moving statistics that a batch-norm op updates, as the layer does. Internal. */
@@ -124,7 +131,7 @@ export function batchNormTraining(
  * `[value, mean, variance, invStd, normalised?, movingMean?, movingVariance?]`
  * (`normalised` for the plain op only, the moving statistics when given) and
  * `grad` reads what it needs of `dy, x, gamma, beta, mean, invStd, normalised`
- * and returns `[∂x, ∂γ, ∂β]`.
+ * and returns `[∂x, ∂γ, ∂β]`; both get the attributes `shared`.
  */
 function kernelBatchNorm(
   forward: string,
@@ -133,13 +140,14 @@ function kernelBatchNorm(
   gamma: tf.Tensor,
   beta: tf.Tensor,
   options: BatchNormOptions,
+  shared: tf.NamedAttrMap = {},
 ): tf.Tensor {
   const op = tf.customGrad((x, gamma, beta, save) => {
     const { inputs, attrs } = movingArgs(options);
     const outs = tf.engine().runKernel(
       forward,
       { x: x as tf.Tensor, gamma: gamma as tf.Tensor, beta: beta as tf.Tensor, ...inputs },
-      attrs,
+      { ...attrs, ...shared },
     ) as tf.Tensor[];
     const [value, mean, variance, invStd] = outs;
     options.onStatistics?.(mean, variance);
@@ -160,7 +168,7 @@ function kernelBatchNorm(
         return tf.engine().runKernel(
           grad,
           { dy, x, gamma, beta, mean, invStd, normalised },
-          {},
+          shared,
         ) as tf.Tensor[];
       },
     };
@@ -180,7 +188,7 @@ export function canFuseBatchNormReluPool(shape: readonly number[]): boolean {
 }
 
 /**
- * `maxPool(relu(batchNormTraining(x)), 2, 2, "valid")` as one op, for the
+ * `maxPool(relu(batchNormTraining(x)), 2, 2, padding)` as one op, for the
  * conv → batch norm → ReLU → max-pool blocks of the presets: two passes over
  * `x` forward and two backward, where the three ops make about ten, and no
  * normalised copy of `x` is kept (it is recomputed from `x`). Only where
@@ -190,13 +198,25 @@ export function canFuseBatchNormReluPool(shape: readonly number[]): boolean {
  * @param gamma Scale, one per channel.
  * @param beta Shift, one per channel.
  * @param options ε and a hook for the batch statistics.
- * @returns `[n, ⌊h/2⌋, ⌊w/2⌋, c]`.
+ * @param padding The pool's padding: `"valid"` drops an odd last row or
+ * column, `"same"` pools it on its own (TensorFlow's "same" for a 2×2 window
+ * of stride 2 pads only at the end).
+ * @returns `[n, ⌊h/2⌋, ⌊w/2⌋, c]` (`"valid"`) or `[n, ⌈h/2⌉, ⌈w/2⌉, c]` (`"same"`).
  */
 export function batchNormReluPoolTraining(
   x: tf.Tensor,
   gamma: tf.Tensor,
   beta: tf.Tensor,
   options: BatchNormOptions,
+  padding: "valid" | "same" = "valid",
 ): tf.Tensor {
-  return kernelBatchNorm(BATCH_NORM_RELU_POOL, BATCH_NORM_RELU_POOL_GRAD, x, gamma, beta, options);
+  return kernelBatchNorm(
+    BATCH_NORM_RELU_POOL,
+    BATCH_NORM_RELU_POOL_GRAD,
+    x,
+    gamma,
+    beta,
+    options,
+    { ceilMode: padding === "same" },
+  );
 }

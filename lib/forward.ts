@@ -64,8 +64,13 @@ export function trainingForward(model: tf.LayersModel, x: tf.Tensor): tf.Tensor 
     let h = x;
     for (let i = 0; i < layers.length; i++) {
       // Batch norm → ReLU → 2×2 max-pool: one op where the backend has it.
-      if (isBlockTail(layers, i) && canFuseBatchNormReluPool(h.shape)) {
-        h = batchNorm(layers[i], h, batchNormReluPoolTraining);
+      const padding = blockTailPadding(layers, i);
+      if (padding && canFuseBatchNormReluPool(h.shape)) {
+        h = batchNorm(
+          layers[i],
+          h,
+          (x, gamma, beta, options) => batchNormReluPoolTraining(x, gamma, beta, options, padding),
+        );
         i += 2;
       } else {
         h = applyLayer(layers[i], h);
@@ -75,9 +80,12 @@ export function trainingForward(model: tf.LayersModel, x: tf.Tensor): tf.Tensor 
   });
 }
 
-/** Whether layers i, i+1, i+2 are a batch norm, a plain ReLU and a 2×2, stride-2 valid max-pool. */
-function isBlockTail(layers: tf.layers.Layer[], i: number): boolean {
-  if (i + 2 >= layers.length || !isBatchNorm(layers[i])) return false;
+/**
+ * The pool's padding when layers i, i+1, i+2 are a batch norm, a plain ReLU
+ * and a 2×2, stride-2 max-pool; else `null`.
+ */
+function blockTailPadding(layers: tf.layers.Layer[], i: number): "valid" | "same" | null {
+  if (i + 2 >= layers.length || !isBatchNorm(layers[i])) return null;
   const relu = layers[i + 1], pool = layers[i + 2];
   const reluConfig = relu.getConfig() as { maxValue?: number | null; activation?: string };
   const plainRelu = (relu.getClassName() === "ReLU" && reluConfig.maxValue == null) ||
@@ -88,10 +96,14 @@ function isBlockTail(layers: tf.layers.Layer[], i: number): boolean {
     padding?: string;
     dataFormat?: string;
   };
+  const padding = poolConfig.padding;
   return plainRelu && pool.getClassName() === "MaxPooling2D" &&
-    JSON.stringify(poolConfig.poolSize) === "[2,2]" &&
-    JSON.stringify(poolConfig.strides) === "[2,2]" && poolConfig.padding === "valid" &&
-    (poolConfig.dataFormat ?? "channelsLast") === "channelsLast";
+      JSON.stringify(poolConfig.poolSize) === "[2,2]" &&
+      JSON.stringify(poolConfig.strides) === "[2,2]" &&
+      (padding === "valid" || padding === "same") &&
+      (poolConfig.dataFormat ?? "channelsLast") === "channelsLast"
+    ? padding
+    : null;
 }
 
 /** Whether a layer is a batch norm over the last axis with both γ and β. */

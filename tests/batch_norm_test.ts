@@ -56,9 +56,20 @@ Deno.test("the SIMD module binds to the wasm backend only", async () => {
   assert.equal(simdKernels(tf.backend()), null);
 });
 
-// 7×7 leaves a row and a column outside every pooling window; 4 and 8 channels run SIMD.
-for (const shape of [[3, 8, 8, 4], [2, 7, 7, 8]]) {
-  Deno.test(`batch norm + ReLU + 2×2 max-pool as one op on wasm matches the three ops on cpu: ${shape}`, async () => {
+// "valid": 7×7 leaves a row and a column outside every pooling window; "same" pools them as
+// windows of their own (7×6: a lone row only; 5×5 with ties from ReLU at the edge); 4 and 8
+// channels run SIMD.
+for (
+  const [shape, padding] of [
+    [[3, 8, 8, 4], "valid"],
+    [[2, 7, 7, 8], "valid"],
+    [[2, 7, 7, 8], "same"],
+    [[3, 7, 6, 4], "same"],
+    [[2, 5, 5, 4], "same"],
+    [[2, 8, 8, 4], "same"],
+  ] as [number[], "valid" | "same"][]
+) {
+  Deno.test(`batch norm + ReLU + 2×2 max-pool as one op on wasm matches the three ops on cpu: ${shape}, ${padding}`, async () => {
     const channels = shape[3];
     const fusedOn: string[] = [];
     const run = () => {
@@ -81,11 +92,11 @@ for (const shape of [[3, 8, 8, 4], [2, 7, 7, 8]]) {
       const fused = canFuseBatchNormReluPool(shape);
       if (fused) fusedOn.push(tf.getBackend());
       const op = (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) =>
-        fused ? batchNormReluPoolTraining(x, gamma, beta, options) : tf.maxPool(
+        fused ? batchNormReluPoolTraining(x, gamma, beta, options, padding) : tf.maxPool(
           tf.relu(batchNormTraining(x, gamma, beta, options)) as tf.Tensor4D,
           2,
           2,
-          "valid",
+          padding,
         );
       const y = op(x, gamma, beta);
       const weights = tf.randomNormal(y.shape, 0, 1, "float32", 8);

@@ -147,10 +147,11 @@ function batchNormTrainGradWasm(args: KernelArgs): tf.TensorInfo[] {
 function batchNormReluPoolWasm(args: KernelArgs): tf.TensorInfo[] {
   const backend = args.backend as WasmHeapBackend;
   const { x, gamma, beta } = args.inputs as Record<string, tf.TensorInfo>;
-  const epsilon = (args.attrs as { epsilon: number }).epsilon;
+  const { epsilon, ceilMode } = args.attrs as { epsilon: number; ceilMode: boolean };
   const [N, H, W, C] = x.shape;
   const simd = simdKernels(backend)!;
-  const outs = [[N, Math.floor(H / 2), Math.floor(W / 2), C], [C], [C], [C]].map((s) =>
+  const round = ceilMode ? Math.ceil : Math.floor;
+  const outs = [[N, round(H / 2), round(W / 2), C], [C], [C], [C]].map((s) =>
     backend.makeOutput(s, "float32")
   );
   const at = simd.offset;
@@ -160,6 +161,7 @@ function batchNormReluPoolWasm(args: KernelArgs): tf.TensorInfo[] {
     H,
     W,
     C,
+    ceilMode ? 1 : 0,
     at(gamma),
     at(beta),
     epsilon,
@@ -172,6 +174,7 @@ function batchNormReluPoolWasm(args: KernelArgs): tf.TensorInfo[] {
 function batchNormReluPoolGradWasm(args: KernelArgs): tf.TensorInfo[] {
   const backend = args.backend as WasmHeapBackend;
   const { x, dy, gamma, beta, mean, invStd } = args.inputs as Record<string, tf.TensorInfo>;
+  const { ceilMode } = args.attrs as { ceilMode: boolean };
   const [N, H, W, C] = x.shape;
   const simd = simdKernels(backend)!;
   const outs = [x.shape, [C], [C]].map((s) => backend.makeOutput(s, "float32"));
@@ -183,6 +186,7 @@ function batchNormReluPoolGradWasm(args: KernelArgs): tf.TensorInfo[] {
     H,
     W,
     C,
+    ceilMode ? 1 : 0,
     at(gamma),
     at(beta),
     at(mean),

@@ -5,10 +5,13 @@
  * tuning` varies the peak learning rate, the share of difficult examples and
  * label smoothing; `--set distillation` trains the 5,058-parameter `mini`
  * preset alone and distilled from a default model (trained first, seed 42,
- * `--teacher-epochs N` passes, default 1).
+ * `--teacher-epochs N` passes, default 1); `--set widths` compares the
+ * presets `small`, `tiny` and `wide`; `--set levers` changes one lever of
+ * the recipe issue at a time from `small` (use it with `--validation`).
  * `--validation` fits on the first 55,000 training images and scores on the
  * last 5,000 instead of the test set (for choosing; the test set is for the
- * final figures). Not a Deno.bench file: run it with `deno task ablation`,
+ * final figures); with `--validation-split first` it scores on the first
+ * 5,000 and fits on the rest (a second split, to check a choice). Not a Deno.bench file: run it with `deno task ablation`,
  * one process at a time (training already uses both cores on wasm); `--part
  * K/N` runs every N-th job, `--only NAME` one variant, `--seeds` the seeds.
  *
@@ -18,7 +21,15 @@ import { parseArgs } from "node:util";
 import { selectBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/evaluate.ts";
 import { loadMnist } from "../lib/mnist.ts";
-import { type Classifier, createModel, type ModelPreset } from "../lib/model.ts";
+import * as tf from "@tensorflow/tfjs";
+import {
+  type Classifier,
+  createModel,
+  MNIST_MEAN,
+  MNIST_STD,
+  type ModelPreset,
+  wrapLayersModel,
+} from "../lib/model.ts";
 import { MILD_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
 
 const { values } = parseArgs({
@@ -30,14 +41,64 @@ const { values } = parseArgs({
     only: { type: "string" },
     backend: { type: "string", default: "wasm" },
     validation: { type: "boolean", default: false },
+    "validation-split": { type: "string", default: "last" },
     "teacher-epochs": { type: "string", default: "1" },
   },
 });
 const [part, parts] = values.part!.split("/").map(Number);
 /** Every recipe feature off; the default recipe is `train`'s defaults. */
 const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false };
-/** A variant: recipe options, plus the preset and whether a teacher is distilled. */
-type Variant = [string, TrainOptions & { preset?: ModelPreset; distil?: boolean }];
+/**
+ * An architecture that is not a preset, for the lever table: the presets'
+ * conv → batch norm → ReLU → 2×2 max-pool blocks with these widths, then the
+ * head: `"valid"` or `"same"` padding of the last pool and a dense layer, or
+ * `"gap"`, the last block's global average instead of its pool (Lin et al.
+ * 2014, "Network in Network", arXiv:1312.4400).
+ */
+interface Architecture {
+  widths: number[];
+  head: "valid" | "same" | "gap";
+}
+
+/** A classifier with an {@linkcode Architecture}, initialised as `createModel` does. */
+function architectureModel(seed: number, { widths, head }: Architecture): Classifier {
+  let n = 0;
+  const model = tf.sequential({ name: "custom" });
+  model.add(tf.layers.inputLayer({ inputShape: [28, 28, 1] }));
+  model.add(tf.layers.rescaling({ scale: 1 / MNIST_STD, offset: -MNIST_MEAN / MNIST_STD }));
+  for (const [i, filters] of widths.entries()) {
+    const last = i === widths.length - 1;
+    model.add(tf.layers.conv2d({
+      filters,
+      kernelSize: 3,
+      padding: "same",
+      useBias: false,
+      kernelInitializer: tf.initializers.heNormal({ seed: seed * 1000 + n++ }),
+    }));
+    model.add(tf.layers.batchNormalization({ momentum: 0.9 }));
+    model.add(tf.layers.reLU());
+    if (last && head === "gap") model.add(tf.layers.globalAveragePooling2d({}));
+    else {model.add(
+        tf.layers.maxPooling2d({
+          poolSize: 2,
+          padding: last && head === "same" ? "same" : "valid",
+        }),
+      );}
+  }
+  if (head !== "gap") model.add(tf.layers.flatten());
+  model.add(tf.layers.dense({
+    units: 10,
+    activation: "softmax",
+    kernelInitializer: tf.initializers.glorotUniform({ seed: seed * 1000 + n++ }),
+  }));
+  return wrapLayersModel(model, "custom");
+}
+
+/** A variant: recipe options, plus the model and whether a teacher is distilled. */
+type Variant = [
+  string,
+  TrainOptions & { preset?: ModelPreset; architecture?: Architecture; distil?: boolean },
+];
 const sets: Record<string, { seeds: string; variants: Variant[] }> = {
   // Each feature added to the baseline, and the default recipe.
   ablation: {
@@ -54,7 +115,8 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       ["default recipe", {}],
     ],
   },
-  // The README's tuning table: peak learning rate, difficult share, label smoothing.
+  // The README's tuning table (tiny, the default then): peak learning rate, difficult share,
+  // label smoothing.
   tuning: {
     seeds: "42,1,2,3",
     variants: ([
@@ -71,16 +133,45 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       [0.06, 0.15, 0.1, 128],
     ] as const).map(([learningRate, hardExamples, labelSmoothing = 0.1, batchSize = 64]) => [
       `lr ${learningRate}, difficult ${hardExamples}, smoothing ${labelSmoothing}, batch ${batchSize}`,
-      { learningRate, hardExamples, labelSmoothing, batchSize },
+      { preset: "tiny", learningRate, hardExamples, labelSmoothing, batchSize },
     ]),
   },
-  // The default architecture and a wider last convolution (the recipe issue's "widths" lever).
+  // The default architecture, the previous one and a wider last convolution.
   widths: {
     seeds: "42,1,2,3",
     variants: [
+      ["small (conv 16→32→32, last pool padded, 19,258 params)", { preset: "small" }],
       ["tiny (conv 16→32→32, 17,018 params)", { preset: "tiny" }],
       ["wide (conv 16→32→48, 23,098 params)", { preset: "wide" }],
     ],
+  },
+  // The recipe issue's levers, each changed alone from `small` with the default recipe (the
+  // best architecture found); run with --validation: they were measured on the validation split.
+  levers: {
+    seeds: "42,1,2,3",
+    variants: ([
+      ["small, default recipe", {}],
+      ["architecture: tiny (last pool 7→3, dense 288→10)", { preset: "tiny" }],
+      ["architecture: last conv 40 wide", { architecture: { widths: [16, 32, 40], head: "same" } }],
+      ["architecture: middle conv 40 wide", {
+        architecture: { widths: [16, 40, 32], head: "same" },
+      }],
+      ["architecture: first conv 24 wide", {
+        architecture: { widths: [24, 32, 32], head: "same" },
+      }],
+      ["architecture: global-average-pooling head, 16→32→64", {
+        architecture: { widths: [16, 32, 64], head: "gap" },
+      }],
+      ["batch 32, peak lr 0.02", { batchSize: 32, learningRate: 0.02 }],
+      ["batch 48, peak lr 0.025", { batchSize: 48, learningRate: 0.025 }],
+      ["peak lr 0.04", { learningRate: 0.04 }],
+      ["label smoothing 0.15", { labelSmoothing: 0.15 }],
+      ["difficult examples 10%", { hardExamples: 0.1 }],
+      ["augmentation stronger (±15°, ±12% shift)", {
+        augment: { ...MILD_AUGMENTATION, rotationDegrees: 15, translate: 0.12 },
+      }],
+      ["augmentation constant (no decay)", { augmentSchedule: "constant" }],
+    ] as Variant[]).map(([name, options]) => [name, { preset: "small", ...options }]),
   },
   // A small student, trained alone and distilled (T 2, α 0.5, the defaults), and the settings
   // measured on the validation split to choose them.
@@ -102,27 +193,30 @@ const seeds = (values.seeds ?? chosen.seeds).split(",").map(Number);
 const variants = chosen.variants;
 await selectBackend(values.backend as "wasm");
 const mnist = await loadMnist();
-// --validation: fit on the first 55,000 training images, score on the last 5,000 (for choices);
-// otherwise fit on all 60,000 and score on the 10,000 test images (for the final figures).
-const FIT = 55_000;
-const data = values.validation
-  ? {
-    train: {
-      images: mnist.train.images.subarray(0, FIT * 784),
-      labels: mnist.train.labels.subarray(0, FIT),
-      count: FIT,
-    },
-    test: {
-      images: mnist.train.images.subarray(FIT * 784),
-      labels: mnist.train.labels.subarray(FIT),
-      count: mnist.train.count - FIT,
-    },
-  }
-  : mnist;
+// --validation: fit on the first 55,000 training images, score on the last 5,000 (for choices;
+// --validation-split first: score on the first 5,000, fit on the rest); otherwise fit on all
+// 60,000 and score on the 10,000 test images (for the final figures).
+const HELD_OUT = 5_000;
+/** Images `from` to `to` of the training set. */
+const rows = (from: number, to: number) => ({
+  images: mnist.train.images.subarray(from * 784, to * 784),
+  labels: mnist.train.labels.subarray(from, to),
+  count: to - from,
+});
+const split = values["validation-split"];
+if (split !== "last" && split !== "first") {
+  throw new RangeError(`--validation-split expects last or first, got ${split}`);
+}
+const all = mnist.train.count;
+const data = !values.validation
+  ? mnist
+  : split === "last"
+  ? { train: rows(0, all - HELD_OUT), test: rows(all - HELD_OUT, all) }
+  : { train: rows(HELD_OUT, all), test: rows(0, HELD_OUT) };
 let teacher: Classifier | undefined;
 if (variants.some(([, options]) => options.distil)) {
   const epochs = Number(values["teacher-epochs"]);
-  teacher = createModel({ seed: 42 });
+  teacher = createModel({ seed: 42, preset: "tiny" });
   await train(teacher, data.train, { seed: 42, epochs });
   const { accuracy } = await evaluate(teacher, data.test);
   console.log(
@@ -135,11 +229,13 @@ if (variants.some(([, options]) => options.distil)) {
 }
 const accuracies = new Map<string, number[]>();
 let job = 0;
-for (const [name, { preset, distil, ...options }] of variants) {
+for (const [name, { preset, architecture, distil, ...options }] of variants) {
   if (values.only && !name.includes(values.only)) continue;
   for (const seed of seeds) {
     if (job++ % parts !== part) continue;
-    const model = createModel({ seed, preset });
+    const model = architecture
+      ? architectureModel(seed, architecture)
+      : createModel({ seed, preset });
     const result = await train(model, data.train, {
       ...options,
       seed,

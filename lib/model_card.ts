@@ -15,7 +15,7 @@ export const VERSION: string = config.version;
 export interface ModelCard {
   /** The tinymnist version that saved it. */
   version: string;
-  /** The architecture (`"tiny"`, `"seed"`, `"mini"`, or `"custom"`). */
+  /** The architecture (a preset such as `"small"` or `"tiny"`, or `"custom"`). */
   preset: string;
   /** Trainable parameters. */
   params: number;

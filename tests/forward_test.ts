@@ -30,7 +30,7 @@ function norm(a: Float32Array, b?: Float32Array): number {
 }
 
 for (const backend of ["cpu", "wasm"] as const) {
-  for (const preset of ["tiny", "seed"] as const) {
+  for (const preset of ["small", "tiny", "seed"] as const) {
     Deno.test(`trainingForward matches model.apply on ${backend} (${preset}): output, gradients, moving statistics`, async () => {
       await selectBackend(backend);
       const net = layersModelOf(createModel({ preset }));

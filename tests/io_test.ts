@@ -19,7 +19,7 @@ async function withTempDir(f: (dir: string) => Promise<void>) {
 
 Deno.test("a saved model loads back with identical predictions", () =>
   withTempDir(async (dir) => {
-    for (const preset of ["tiny", "seed"] as const) {
+    for (const preset of ["small", "tiny", "seed"] as const) {
       const model = createModel({ preset, seed: 3 });
       const path = await saveModel(model, dir);
       const loaded = await loadModel(path);

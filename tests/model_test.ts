@@ -78,7 +78,7 @@ Deno.test("bad input is a TypeError that says what was expected", async () => {
   assert.throws(() => createModel({ preset: "huge" as "tiny" }), {
     name: "RangeError",
     message:
-      'Cannot create model: expected preset "tiny" or "seed" or "mini" or "wide", got "huge"',
+      'Cannot create model: expected preset "small" or "tiny" or "seed" or "mini" or "wide", got "huge"',
   });
   model.dispose();
 });

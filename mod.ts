@@ -114,6 +114,7 @@ export {
   DivergenceError,
   type EpochEvent,
   MILD_AUGMENTATION,
+  STRONG_AUGMENTATION,
   train,
   type TrainOptions,
   type TrainResult,

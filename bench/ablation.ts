@@ -51,13 +51,14 @@ const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false 
 /**
  * An architecture that is not a preset, for the lever table: the presets'
  * conv → batch norm → ReLU → 2×2 max-pool blocks with these widths, then the
- * head: `"valid"` or `"same"` padding of the last pool and a dense layer, or
+ * head: `"valid"` or `"same"` padding of the last pool and a dense layer,
+ * `"none"`, no last pool (the dense layer sees the whole 7×7 map), or
  * `"gap"`, the last block's global average instead of its pool (Lin et al.
  * 2014, "Network in Network", arXiv:1312.4400).
  */
 interface Architecture {
   widths: number[];
-  head: "valid" | "same" | "gap";
+  head: "valid" | "same" | "none" | "gap";
 }
 
 /** A classifier with an {@linkcode Architecture}, initialised as `createModel` does. */
@@ -78,12 +79,10 @@ function architectureModel(seed: number, { widths, head }: Architecture): Classi
     model.add(tf.layers.batchNormalization({ momentum: 0.9 }));
     model.add(tf.layers.reLU());
     if (last && head === "gap") model.add(tf.layers.globalAveragePooling2d({}));
-    else {model.add(
-        tf.layers.maxPooling2d({
-          poolSize: 2,
-          padding: last && head === "same" ? "same" : "valid",
-        }),
-      );}
+    else if (!(last && head === "none")) {
+      const padding = last && head === "same" ? "same" : "valid";
+      model.add(tf.layers.maxPooling2d({ poolSize: 2, padding }));
+    }
   }
   if (head !== "gap") model.add(tf.layers.flatten());
   model.add(tf.layers.dense({
@@ -161,6 +160,12 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       }],
       ["architecture: global-average-pooling head, 16→32→64", {
         architecture: { widths: [16, 32, 64], head: "gap" },
+      }],
+      ["architecture: no last pool, last conv 24 (dense 1,176→10)", {
+        architecture: { widths: [16, 32, 24], head: "none" },
+      }],
+      ["architecture: no last pool, last conv 20 (dense 980→10)", {
+        architecture: { widths: [16, 32, 20], head: "none" },
       }],
       ["batch 32, peak lr 0.02", { batchSize: 32, learningRate: 0.02 }],
       ["batch 48, peak lr 0.025", { batchSize: 48, learningRate: 0.025 }],

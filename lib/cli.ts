@@ -22,7 +22,7 @@ import { preprocessDigit } from "./preprocess.ts";
 import { type Dataset, loadMnist } from "./mnist.ts";
 import { createModel, MODEL_PRESETS, type ModelPreset } from "./model.ts";
 import { PREVIEW_ROWS, renderPreview } from "./preview.ts";
-import { type BatchEvent, MILD_AUGMENTATION, train } from "./train.ts";
+import { type BatchEvent, MILD_AUGMENTATION, STRONG_AUGMENTATION, train } from "./train.ts";
 
 const TRAIN_HELP = `Usage: deno task train [options]
 
@@ -41,8 +41,10 @@ Options:
                      (default 2 on wasm, 0 on webgpu and cpu)
   --teacher PATH     distil this trained model into the new one (soft targets
                      at temperature 2, weight 0.5; e.g. with --preset mini)
-  --no-augment       do not augment training batches (default: mild
-                     augmentation whose strength decays to 0 over the run)
+  --augment NAME     mild or strong augmentation of training batches, its
+                     strength decaying to 0 over the run (default mild; strong,
+                     with wider ranges, is for runs of many passes)
+  --no-augment       do not augment training batches
   --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny)
   --backend NAME     auto, ${BACKEND_ORDER.join(", ")} (default auto: the fastest
                      that works; when webgpu and wasm both work, a training step
@@ -311,6 +313,7 @@ async function trainCommand(args: string[]): Promise<number> {
       "mini-epochs": { type: "string" },
       "hard-examples": { type: "string" },
       workers: { type: "string" },
+      augment: { type: "string" },
       "no-augment": { type: "boolean" },
       teacher: { type: "string" },
       backend: { type: "string" },
@@ -339,6 +342,12 @@ async function trainCommand(args: string[]): Promise<number> {
     throw new UsageError(`--lr expects a number in (0, 1], got "${values.lr}"`);
   }
   const miniEpochs = integer("mini-epochs", values["mini-epochs"], 1);
+  if (values.augment !== undefined && values["no-augment"]) {
+    throw new UsageError(`--augment expects mild or strong without --no-augment, got both`);
+  }
+  const augmentation = values["no-augment"]
+    ? "none"
+    : oneOf("augment", values.augment, ["mild", "strong"] as const, "mild");
   const robustnessImages = integer(
     "robustness-images",
     values["robustness-images"],
@@ -443,7 +452,11 @@ async function trainCommand(args: string[]): Promise<number> {
     miniEpochs,
     hardExamples,
     workers,
-    augment: values["no-augment"] ? false : MILD_AUGMENTATION,
+    augment: augmentation === "none"
+      ? false
+      : augmentation === "strong"
+      ? STRONG_AUGMENTATION
+      : MILD_AUGMENTATION,
     teacher,
     onBatchEnd: (event) => {
       progress(event);
@@ -495,7 +508,7 @@ async function trainCommand(args: string[]): Promise<number> {
     learningRate: learningRate ?? 0.03,
     miniEpochs,
     hardExamples: hardExamples ?? 0.15,
-    augment: !values["no-augment"],
+    augment: augmentation === "none" ? false : augmentation === "strong" ? "strong" : true,
     workers: result.workers,
     ...(values.teacher === undefined ? {} : { teacher: values.teacher }),
   };

@@ -31,6 +31,22 @@ export const MILD_AUGMENTATION: Readonly<AugmentOptions> = Object.freeze({
   noiseProbability: 0,
 });
 
+/**
+ * Stronger augmentation for runs of many passes: ±15° rotation, ±12% shift and
+ * elastic distortion on 40% of images (the other ranges as
+ * {@linkcode MILD_AUGMENTATION}); its strength decays over the whole run too.
+ * Chosen on the validation split (fit on the first 55,000 training images,
+ * score on the last 5,000) for 30 passes of the `small` preset: 99.60%
+ * against 99.50% with the mild ranges (seed 42, one run each). In one pass it
+ * costs accuracy (README, "Recipe levers").
+ */
+export const STRONG_AUGMENTATION: Readonly<AugmentOptions> = Object.freeze({
+  ...MILD_AUGMENTATION,
+  rotationDegrees: 15,
+  translate: 0.12,
+  elasticProbability: 0.4,
+});
+
 /** Progress after one batch, passed to `onBatchEnd`. */
 export interface BatchEvent {
   /** 0-based epoch. */

@@ -29,6 +29,14 @@ for (
       'error: --teacher expects a saved model folder or its .json file, got "/nonexistent/model", which does not exist (see --help)',
     ],
     [
+      ["--augment", "heavy"],
+      'error: --augment expects one of mild, strong, got "heavy" (see --help)',
+    ],
+    [
+      ["--augment", "strong", "--no-augment"],
+      "error: --augment expects mild or strong without --no-augment, got both (see --help)",
+    ],
+    [
       ["--robustness-images", "0"],
       'error: --robustness-images expects an integer ≥ 1, got "0" (see --help)',
     ],

@@ -7,7 +7,9 @@
  * preset alone and distilled from a default model (trained first, seed 42,
  * `--teacher-epochs N` passes, default 1); `--set widths` compares the
  * presets `small`, `tiny` and `wide`; `--set levers` changes one lever of
- * the recipe issue at a time from `small` (use it with `--validation`).
+ * the recipe issue at a time from `small` (use it with `--validation`);
+ * `--set passes` trains `small` for 30 passes with mild and with strong
+ * augmentation.
  * `--validation` fits on the first 55,000 training images and scores on the
  * last 5,000 instead of the test set (for choosing; the test set is for the
  * final figures); with `--validation-split first` it scores on the first
@@ -30,7 +32,7 @@ import {
   type ModelPreset,
   wrapLayersModel,
 } from "../lib/model.ts";
-import { MILD_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
+import { MILD_AUGMENTATION, STRONG_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -177,6 +179,19 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       }],
       ["augmentation constant (no decay)", { augmentSchedule: "constant" }],
     ] as Variant[]).map(([name, options]) => [name, { preset: "small", ...options }]),
+  },
+  // Many passes: the mild and the strong augmentation ranges (use it with --validation; about
+  // 10 minutes a run).
+  passes: {
+    seeds: "42",
+    variants: [
+      ["small, 30 passes, mild augmentation", { preset: "small", epochs: 30 }],
+      ["small, 30 passes, strong augmentation", {
+        preset: "small",
+        epochs: 30,
+        augment: STRONG_AUGMENTATION,
+      }],
+    ],
   },
   // A small student, trained alone and distilled (T 2, α 0.5, the defaults), and the settings
   // measured on the validation split to choose them.

@@ -1,21 +1,27 @@
 /**
- * The recipe tables of the README: one pass of the default model on the real
- * MNIST for each recipe variant and seed, test accuracy and training seconds.
- * `--set ablation` (default) adds one feature at a time to a baseline; `--set
- * tuning` varies the peak learning rate, the share of difficult examples and
- * label smoothing; `--set distillation` trains the 5,058-parameter `mini`
- * preset alone and distilled from a default model (trained first, seed 42,
- * `--teacher-epochs N` passes, default 1); `--set widths` compares the
- * presets `small`, `tiny` and `wide`; `--set levers` changes one lever of
- * the recipe issue at a time from `small` (use it with `--validation`);
- * `--set passes` trains `small` for 30 passes with mild and with strong
- * augmentation.
+ * The recipe tables of the README: for each variant and seed, train on the
+ * real MNIST (one pass of the default recipe unless the variant says
+ * otherwise) and print the test accuracy and training seconds.
+ * - `--set ablation` (default) adds one feature at a time to a baseline;
+ * - `--set tuning` varies the peak learning rate, the share of difficult
+ *   examples and label smoothing of `tiny`;
+ * - `--set widths` compares the presets `small`, `tiny` and `wide`;
+ * - `--set levers` changes one lever at a time from `small` (the recipe
+ *   issue's levers; use it with `--validation`);
+ * - `--set passes` trains `small` for 30 passes with mild and with strong
+ *   augmentation (use it with `--validation`);
+ * - `--set distillation` trains the 5,058-parameter `mini` preset alone and
+ *   distilled from `tiny` (trained first, seed 42, `--teacher-epochs N`
+ *   passes, default 1).
+ *
  * `--validation` fits on the first 55,000 training images and scores on the
  * last 5,000 instead of the test set (for choosing; the test set is for the
  * final figures); with `--validation-split first` it scores on the first
- * 5,000 and fits on the rest (a second split, to check a choice). Not a Deno.bench file: run it with `deno task ablation`,
- * one process at a time (training already uses both cores on wasm); `--part
- * K/N` runs every N-th job, `--only NAME` one variant, `--seeds` the seeds.
+ * 5,000 and fits on the rest (a second split, to check a choice). Not a
+ * Deno.bench file: run it with `deno task ablation`, one process at a time
+ * (training already uses both cores on wasm); `--part K/N` runs every N-th
+ * job, `--only NAME` the variants whose name contains NAME, `--seeds` the
+ * seeds. A bad flag prints one line and exits with code 2.
  *
  * @module
  */
@@ -208,7 +214,12 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
   },
 };
 const chosen = sets[values.set!];
-if (!chosen) throw new RangeError(`--set expects ${Object.keys(sets).join(" or ")}`);
+/** Print a usage error in one line and exit with code 2. */
+function usage(message: string): never {
+  console.error(`error: ${message}`);
+  Deno.exit(2);
+}
+if (!chosen) usage(`--set expects ${Object.keys(sets).join(" or ")}, got "${values.set}"`);
 const seeds = (values.seeds ?? chosen.seeds).split(",").map(Number);
 const variants = chosen.variants;
 await selectBackend(values.backend as "wasm");
@@ -225,7 +236,7 @@ const rows = (from: number, to: number) => ({
 });
 const split = values["validation-split"];
 if (split !== "last" && split !== "first") {
-  throw new RangeError(`--validation-split expects last or first, got ${split}`);
+  usage(`--validation-split expects last or first, got "${split}"`);
 }
 const all = mnist.train.count;
 const data = !values.validation

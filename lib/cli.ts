@@ -42,8 +42,9 @@ Options:
   --teacher PATH     distil this trained model into the new one (soft targets
                      at temperature 2, weight 0.5; e.g. with --preset mini)
   --augment NAME     mild or strong augmentation of training batches, its
-                     strength decaying to 0 over the run (default mild; strong,
-                     with wider ranges, is for runs of many passes)
+                     strength decaying to 0 over the run (default mild: ±10°
+                     rotation, ±10% shift, elastic on 20% of images; strong:
+                     ±15°, ±12%, elastic on 40%, for runs of many passes)
   --no-augment       do not augment training batches
   --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny)
   --backend NAME     auto, ${BACKEND_ORDER.join(", ")} (default auto: the fastest
@@ -57,7 +58,7 @@ Options:
   --data-dir DIR     folder with the four MNIST files (.gz or not); default:
                      $TINYMNIST_DATA_DIR, then data/<dataset>/, then download
   --dataset NAME     mnist or fashion-mnist (default mnist)
-  --seed N           seed of weights and shuffling (default 42)
+  --seed N           seed of the weights, shuffling and augmentation (default 42)
   --out DIR          where to save the model (default ./models); checked before
                      training: elsewhere needs a wider --allow-write, and the
                      error prints the command that grants it
@@ -443,6 +444,11 @@ async function trainCommand(args: string[]): Promise<number> {
   const progress = progressReporter(tty);
   const recorder = recordHistory();
   say(`model: ${preset}, ${model.params.toLocaleString("en-US")} trainable parameters`);
+  say(
+    augmentation === "none"
+      ? "augmentation: none"
+      : `augmentation: ${augmentation}, strength decaying to 0 over the run`,
+  );
 
   const result = await train(model, data.train, {
     epochs,

@@ -37,8 +37,9 @@ export const MILD_AUGMENTATION: Readonly<AugmentOptions> = Object.freeze({
  * {@linkcode MILD_AUGMENTATION}); its strength decays over the whole run too.
  * Chosen on the validation split (fit on the first 55,000 training images,
  * score on the last 5,000) for 30 passes of the `small` preset: 99.60%
- * against 99.50% with the mild ranges (seed 42, one run each). In one pass it
- * costs accuracy (README, "Recipe levers").
+ * against 99.50% with the mild ranges (seed 42, one run each; README, "More
+ * passes"). In one pass the wider rotation and shift cost accuracy on the
+ * validation split (README, "Recipe levers").
  */
 export const STRONG_AUGMENTATION: Readonly<AugmentOptions> = Object.freeze({
   ...MILD_AUGMENTATION,
@@ -116,7 +117,8 @@ export interface TrainOptions {
    */
   labelSmoothing?: number;
   /**
-   * Seed of the shuffling order.
+   * Seed of the shuffling order, the augmentation and the choice of
+   * difficult examples among ties (the weights are seeded by `createModel`).
    * @default {42}
    */
   seed?: number;
@@ -144,6 +146,8 @@ export interface TrainOptions {
   hardExamples?: number;
   /**
    * Augmentation applied to each training batch in pixel space, or `false`.
+   * {@linkcode MILD_AUGMENTATION} is for one pass, {@linkcode STRONG_AUGMENTATION}
+   * for runs of many passes; see `AugmentOptions` for other ranges.
    * @default {MILD_AUGMENTATION}
    */
   augment?: AugmentOptions | false;

@@ -58,7 +58,9 @@ Deno.test("train --report --logdir writes a report Chromium renders, TensorBoard
     assert.equal(model.card?.seed, 42);
     assert.equal(model.card?.testAccuracy, summary.testAccuracy);
     assert.equal(model.card?.training?.epochs, 1);
+    assert.equal(model.card?.training?.augment, true, "the default, mild augmentation");
     model.dispose();
+    assert.match(stderr, /^augmentation: mild, strength decaying to 0 over the run$/m);
 
     // TensorBoard: one event file with records (its format is checked in tensorboard_test.ts).
     const events = [...Deno.readDirSync(`${dir}/logs`)].map((e) => e.name);

@@ -19,25 +19,12 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { type LayerConfig, pair } from "./layer_config.ts";
 import {
   batchNormReluPoolTraining,
   batchNormTraining,
   canFuseBatchNormReluPool,
 } from "./batch_norm.ts";
-
-/** The parts of a layer's configuration this module reads. */
-interface LayerConfig {
-  activation?: string;
-  strides?: number | number[];
-  padding?: "same" | "valid";
-  dilationRate?: number | number[];
-  dataFormat?: string;
-  axis?: number;
-  center?: boolean;
-  scale?: boolean;
-  epsilon?: number;
-  momentum?: number;
-}
 
 /** Internal fields of tfjs-layers layers that this module reads. */
 interface LayerInternals {
@@ -87,15 +74,10 @@ export function trainingForward(model: tf.LayersModel, x: tf.Tensor): tf.Tensor 
 function blockTailPadding(layers: tf.layers.Layer[], i: number): "valid" | "same" | null {
   if (i + 2 >= layers.length || !isBatchNorm(layers[i])) return null;
   const relu = layers[i + 1], pool = layers[i + 2];
-  const reluConfig = relu.getConfig() as { maxValue?: number | null; activation?: string };
+  const reluConfig = relu.getConfig() as LayerConfig;
   const plainRelu = (relu.getClassName() === "ReLU" && reluConfig.maxValue == null) ||
     (relu.getClassName() === "Activation" && reluConfig.activation === "relu");
-  const poolConfig = pool.getConfig() as {
-    poolSize?: number[];
-    strides?: number[];
-    padding?: string;
-    dataFormat?: string;
-  };
+  const poolConfig = pool.getConfig() as LayerConfig;
   const padding = poolConfig.padding;
   return plainRelu && pool.getClassName() === "MaxPooling2D" &&
       JSON.stringify(poolConfig.poolSize) === "[2,2]" &&
@@ -160,8 +142,6 @@ function applyLayer(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor {
     layer.getClassName() === "Conv2D" && config.activation === "linear" && channelsLast &&
     weights.kernel && x.rank === 4
   ) {
-    const pair = (v: number | number[] | undefined) =>
-      (Array.isArray(v) ? v : [v ?? 1, v ?? 1]) as [number, number];
     let y: tf.Tensor = tf.conv2d(
       x as tf.Tensor4D,
       weights.kernel.read() as tf.Tensor4D,

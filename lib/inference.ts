@@ -16,6 +16,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { type LayerConfig, pair } from "./layer_config.ts";
 import {
   foldIntoConv,
   isChannelsLastBatchNorm,
@@ -25,24 +26,6 @@ import {
 
 /** One step of the chain, on the current (folded) tensors. */
 type Step = (x: tf.Tensor) => tf.Tensor;
-
-/** The parts of a layer's configuration this module reads. */
-interface LayerConfig {
-  activation?: string;
-  strides?: number | number[];
-  padding?: "same" | "valid";
-  dilationRate?: number | number[];
-  dataFormat?: string;
-  epsilon?: number;
-  scale?: number | boolean;
-  offset?: number;
-  maxValue?: number | null;
-  poolSize?: number | number[];
-  useBias?: boolean;
-}
-
-const pair = (v: number | number[] | undefined, fill = 1) =>
-  (Array.isArray(v) ? v : [v ?? fill, v ?? fill]) as [number, number];
 
 /** Whether a layer runs as `activation` allows: linear or relu (and softmax when `softmax`). */
 const plainActivation = (config: LayerConfig, softmax = false) =>

@@ -40,19 +40,28 @@ import {
 } from "../lib/model.ts";
 import { MILD_AUGMENTATION, STRONG_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    part: { type: "string", default: "0/1" },
-    seeds: { type: "string" },
-    set: { type: "string", default: "ablation" },
-    only: { type: "string" },
-    backend: { type: "string", default: "wasm" },
-    validation: { type: "boolean", default: false },
-    "validation-split": { type: "string", default: "last" },
-    "teacher-epochs": { type: "string", default: "1" },
-  },
-});
+const { values } = parseFlags();
+
+/** The flags; an unknown one or a missing value is a usage error. */
+function parseFlags() {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      options: {
+        part: { type: "string", default: "0/1" },
+        seeds: { type: "string" },
+        set: { type: "string", default: "ablation" },
+        only: { type: "string" },
+        backend: { type: "string", default: "wasm" },
+        validation: { type: "boolean", default: false },
+        "validation-split": { type: "string", default: "last" },
+        "teacher-epochs": { type: "string", default: "1" },
+      },
+    });
+  } catch (error) {
+    usage((error as Error).message);
+  }
+}
 const [part, parts] = values.part!.split("/").map(Number);
 /** Every recipe feature off; the default recipe is `train`'s defaults. */
 const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false };

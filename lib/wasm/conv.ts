@@ -1,7 +1,10 @@
 /**
- * Convolution gradients on the WASM backend: `Conv2DBackpropFilter` (which
- * the backend lacks) and a stride-1 `Conv2DBackpropInput` on XNNPACK's
- * convolution. Internal.
+ * Convolutions on the WASM backend for training: `Conv2D`,
+ * `Conv2DBackpropFilter` (which the backend lacks) and a stride-1
+ * `Conv2DBackpropInput`. Stride-1 convolutions with output channels a
+ * multiple of 8 run on the direct SIMD kernels of `kernels/conv.c`
+ * (register-blocked, with relaxed SIMD's fused multiply-add where the runtime
+ * has it); the others on XNNPACK or the backend's own kernels. Internal.
  *
  * @module
  */
@@ -36,6 +39,125 @@ function convInfo(
 }
 
 /**
+ * The SIMD kernels when the direct convolution of `kernels/conv.c` can take
+ * a convolution: stride 1, dilation 1, channels last, output channels a
+ * multiple of 8 (its vector blocks), and padding that fits inside the
+ * padded copy it reads.
+ */
+function directConv(
+  backend: tf.KernelBackend,
+  info: tf.backend_util.Conv2DInfo,
+): SimdKernels | null {
+  if (
+    info.strideHeight !== 1 || info.strideWidth !== 1 || info.dilationHeight !== 1 ||
+    info.dilationWidth !== 1 || info.dataFormat !== "channelsLast" || info.outChannels % 8 !== 0
+  ) return null;
+  const { top, left } = info.padInfo;
+  if (top < 0 || left < 0 || farPadding(info).bottom < 0 || farPadding(info).right < 0) return null;
+  return simdKernels(backend);
+}
+
+/** Padding after the last row and column that makes a stride-1 convolution's output OH × OW. */
+function farPadding(info: tf.backend_util.Conv2DInfo): { bottom: number; right: number } {
+  return {
+    bottom: info.outHeight + info.filterHeight - 1 - info.inHeight - info.padInfo.top,
+    right: info.outWidth + info.filterWidth - 1 - info.inWidth - info.padInfo.left,
+  };
+}
+
+/**
+ * The input of a convolution zero-padded to [N, OH + KH − 1, OW + KW − 1, Ci],
+ * the form `kernels/conv.c` reads (`pad_nhwc`); the caller frees it.
+ */
+function paddedInput(
+  backend: tf.KernelBackend,
+  simd: SimdKernels,
+  x: tf.TensorInfo,
+  info: tf.backend_util.Conv2DInfo,
+): tf.TensorInfo {
+  const Hp = info.outHeight + info.filterHeight - 1, Wp = info.outWidth + info.filterWidth - 1;
+  const { batchSize: N, inHeight: H, inWidth: W, inChannels: C } = info;
+  const xp = (backend as WasmHeapBackend).makeOutput([N, Hp, Wp, C], "float32");
+  simd.exports.pad_nhwc(
+    simd.offset(x),
+    N,
+    H,
+    W,
+    C,
+    info.padInfo.top,
+    info.padInfo.left,
+    Hp,
+    Wp,
+    simd.offset(xp),
+  );
+  return xp;
+}
+
+let originalConv2D: KernelFn | undefined;
+
+/**
+ * A 2-D convolution on the WASM backend: stride-1 convolutions that
+ * {@linkcode directConv} takes run on `conv_forward` of `kernels/conv.c`;
+ * the others on the backend's own kernel (XNNPACK).
+ */
+function conv2DWasm(args: KernelArgs): tf.TensorInfo {
+  const { inputs, backend } = args;
+  const attrs = args.attrs as unknown as tf.Conv2DAttrs;
+  const x = inputs.x as tf.TensorInfo, filter = inputs.filter as tf.TensorInfo;
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as Shape4,
+    filter.shape as Shape4,
+    attrs.strides,
+    attrs.dilations,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    tf.backend_util.convertConv2DDataFormat(attrs.dataFormat ?? "NHWC"),
+  );
+  const simd = directConv(backend, info);
+  if (!simd) return originalConv2D!(args);
+  return runDirect("conv_forward", backend, simd, x, filter, info, [
+    info.batchSize,
+    info.outHeight,
+    info.outWidth,
+    info.outChannels,
+  ]);
+}
+
+/**
+ * Run one of the two direct kernels of `kernels/conv.c`, which share their
+ * arguments: the padded input, its geometry, the filter (`conv_forward`) or
+ * the output gradient (`conv_filter_grad`), and the output of `outShape`.
+ */
+function runDirect(
+  kernel: "conv_forward" | "conv_filter_grad",
+  backend: tf.KernelBackend,
+  simd: SimdKernels,
+  x: tf.TensorInfo,
+  operand: tf.TensorInfo,
+  info: tf.backend_util.Conv2DInfo,
+  outShape: number[],
+): tf.TensorInfo {
+  const out = (backend as WasmHeapBackend).makeOutput(outShape, "float32");
+  withScratch(backend, (keep) => {
+    const xp = keep(paddedInput(backend, simd, x, info));
+    simd.exports[kernel](
+      simd.offset(xp),
+      info.batchSize,
+      xp.shape[1],
+      xp.shape[2],
+      info.inChannels,
+      info.filterHeight,
+      info.filterWidth,
+      simd.offset(operand),
+      info.outChannels,
+      simd.offset(out),
+    );
+  });
+  return out;
+}
+
+/**
  * The filter gradient of a 2-D convolution on the WASM backend.
  *
  * dW[kh,kw,ci,co] = Σ_{b,oh,ow} x[b, oh·s + kh − padTop, ow·s + kw − padLeft, ci] · dy[b,oh,ow,co]
@@ -54,7 +176,9 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
     );
   }
   const info = convInfo(x.shape, attrs.filterShape, attrs);
-  const transpose = wasmKernel("Transpose"), conv2d = wasmKernel("Conv2D");
+  const direct = directConv(backend, info);
+  if (direct) return conv2DBackpropFilterDirect(args, info, direct);
+  const transpose = wasmKernel("Transpose"), conv2d = originalConv2D!;
   const slice = wasmKernel("Slice");
   const simd = info.strideHeight === 1 && info.strideWidth === 1 ? simdKernels(backend) : null;
   if (simd) return conv2DBackpropFilterIm2col(args, info, simd);
@@ -106,6 +230,26 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
       attrs: { perm: [1, 2, 0, 3] },
     });
   });
+}
+
+/**
+ * The filter gradient of a stride-1 convolution on `conv_filter_grad` of
+ * `kernels/conv.c`: dW[k, co] = Σ_m xp[patch k of pixel m] · dy[m, co],
+ * over a zero-padded copy of the input.
+ */
+function conv2DBackpropFilterDirect(
+  args: KernelArgs,
+  info: tf.backend_util.Conv2DInfo,
+  simd: SimdKernels,
+): tf.TensorInfo {
+  const { backend } = args;
+  const x = args.inputs.x as tf.TensorInfo, dy = args.inputs.dy as tf.TensorInfo;
+  return runDirect("conv_filter_grad", backend, simd, x, dy, info, [
+    info.filterHeight,
+    info.filterWidth,
+    info.inChannels,
+    info.outChannels,
+  ]);
 }
 
 /**
@@ -194,7 +338,7 @@ function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
     const bottom = info.inHeight + kh - 1 - info.outHeight - top;
     const right = info.inWidth + kw - 1 - info.outWidth - left;
     if (top < 0 || left < 0 || bottom < 0 || right < 0) return originalConv2DBackpropInput!(args);
-    return wasmKernel("Conv2D")({
+    return conv2DWasm({
       inputs: { x: dy, filter: rotated },
       backend,
       attrs: {
@@ -208,8 +352,9 @@ function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
   });
 }
 
-/** Register the two convolution-gradient kernels. Internal. */
+/** Register the convolution and its two gradient kernels. Internal. */
 export function registerConvKernels(): void {
+  originalConv2D = replaceKernel("Conv2D", conv2DWasm);
   replaceKernel("Conv2DBackpropFilter", conv2DBackpropFilterWasm);
   originalConv2DBackpropInput = replaceKernel("Conv2DBackpropInput", conv2DBackpropInputWasm);
 }

@@ -15,9 +15,11 @@ let registered = false;
 
 /**
  * Register the kernels the WASM backend needs to train a convolutional
- * network quickly: `Conv2DBackpropFilter` (missing from the backend), a
- * stride-1 `Conv2DBackpropInput` built on XNNPACK's convolution, a
- * block-copy `Tile`, an `Identity` that shares memory instead of copying,
+ * network quickly: `Conv2DBackpropFilter` (missing from the backend), and
+ * for stride-1 convolutions with output channels a multiple of 8 direct SIMD
+ * convolutions (`kernels/conv.c`: `Conv2D`, `Conv2DBackpropInput` and
+ * `Conv2DBackpropFilter`, with relaxed SIMD's fused multiply-add where the
+ * runtime has it), a block-copy `Tile`, an `Identity` that shares memory instead of copying,
  * `MaxPoolGrad`, `Sum` and `Mean` (over all but the channel axis) in plain
  * JavaScript, and the batch-norm kernels of `batch_norm.ts`. Each is tested for parity with the cpu backend. Safe to
  * call more than once; `selectBackend` calls it for you.

@@ -1,5 +1,5 @@
 /**
- * WASM SIMD kernels (built from `kernels/simd.c`) that run in the WASM
+ * WASM SIMD kernels (built from `kernels/simd.c` and `kernels/conv.c`) that run in the WASM
  * backend's own memory: the module imports the backend's memory, so tensors
  * are passed as offsets into it and nothing is copied. Used by the kernels of
  * this folder (and `../batch_norm.ts` to decide on fusing) when a tensor's channels are a multiple of
@@ -9,9 +9,26 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs";
-import { SIMD_WASM_BASE64 } from "./simd_binary.ts";
+import { RELAXED_SIMD_WASM_BASE64, SIMD_WASM_BASE64 } from "./simd_binary.ts";
 
-/** The functions of `kernels/simd.c`; every pointer is a byte offset into the backend's memory. */
+/**
+ * A direct convolution kernel of `kernels/conv.c`: the zero-padded input xp
+ * [N, Hp, Wp, Ci], a KH × KW filter, an operand and an output with Co channels.
+ */
+type DirectConvKernel = (
+  xp: number,
+  N: number,
+  Hp: number,
+  Wp: number,
+  Ci: number,
+  KH: number,
+  KW: number,
+  operand: number,
+  Co: number,
+  out: number,
+) => void;
+
+/** The functions of `kernels/simd.c` and `kernels/conv.c`; every pointer is a byte offset into the backend's memory. */
 export interface SimdExports {
   bn_forward(
     x: number,
@@ -83,6 +100,22 @@ export interface SimdExports {
     dGamma: number,
     dBeta: number,
   ): void;
+  pad_nhwc(
+    x: number,
+    N: number,
+    H: number,
+    W: number,
+    C: number,
+    top: number,
+    left: number,
+    Hp: number,
+    Wp: number,
+    xp: number,
+  ): void;
+  /** `conv_forward` of `kernels/conv.c`: operand is the filter, out the output. */
+  conv_forward: DirectConvKernel;
+  /** `conv_filter_grad`: operand is the output gradient, out the filter gradient. */
+  conv_filter_grad: DirectConvKernel;
   im2col_t(
     xt: number,
     N: number,
@@ -105,6 +138,8 @@ export interface SimdKernels {
   exports: SimdExports;
   /** Offset of a scratch area of {@linkcode SCRATCH_BYTES} bytes, 16-byte aligned. */
   scratch: number;
+  /** Whether this is the relaxed-SIMD build (fused multiply-add in the convolutions). */
+  relaxed: boolean;
   /** Byte offset of a tensor's data in the backend's memory. */
   offset(t: tf.TensorInfo): number;
 }
@@ -122,8 +157,48 @@ interface WasmBackendInternals {
   dataIdMap?: { get(dataId: object): { memoryOffset: number } | undefined };
 }
 
-const bound = new WeakMap<object, SimdKernels | null>();
-let compiled: WebAssembly.Module | null | undefined;
+let bound = new WeakMap<object, SimdKernels | null>();
+/** The compiled modules: relaxed (undefined: not tried yet; null: unsupported) and plain. */
+let relaxedModule: WebAssembly.Module | null | undefined;
+let plainModule: WebAssembly.Module | null | undefined;
+let relaxedAllowed = true;
+
+const decode = (base64: string) => Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+
+/** Compile a module, or `null` when this runtime lacks what it uses (SIMD, relaxed SIMD). */
+function compile(base64: string): WebAssembly.Module | null {
+  try {
+    return new WebAssembly.Module(decode(base64));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The module to bind: the relaxed-SIMD build where the runtime validates it
+ * (WebAssembly relaxed SIMD, e.g. V8 since 11.4: Deno ≥ 1.35, Chrome ≥ 114),
+ * else the plain SIMD build, else `null`.
+ */
+function kernelsModule(): { module: WebAssembly.Module; relaxed: boolean } | null {
+  if (relaxedAllowed) {
+    relaxedModule ??= compile(RELAXED_SIMD_WASM_BASE64);
+    if (relaxedModule) return { module: relaxedModule, relaxed: true };
+  }
+  plainModule ??= compile(SIMD_WASM_BASE64);
+  return plainModule ? { module: plainModule, relaxed: false } : null;
+}
+
+/**
+ * Use the relaxed-SIMD build where the runtime supports it (`true`, the
+ * default) or always the plain SIMD build (`false`), for backends bound after
+ * this call. Internal: the tests run every kernel on both builds.
+ *
+ * @param allowed Whether the relaxed-SIMD build may be used.
+ */
+export function allowRelaxedSimd(allowed: boolean): void {
+  relaxedAllowed = allowed;
+  bound = new WeakMap();
+}
 
 /**
  * The SIMD kernels for a WASM backend, or `null` when they cannot run there
@@ -143,21 +218,16 @@ export function simdKernels(backend: tf.KernelBackend, channels?: number): SimdK
   const malloc = internals.wasm?._malloc;
   const dataIdMap = internals.dataIdMap;
   let kernels: SimdKernels | null = null;
-  if (memory instanceof WebAssembly.Memory && malloc && dataIdMap) {
-    try {
-      compiled ??= new WebAssembly.Module(
-        Uint8Array.from(atob(SIMD_WASM_BASE64), (c) => c.charCodeAt(0)),
-      );
-      const instance = new WebAssembly.Instance(compiled, { env: { memory } });
-      const raw = malloc(SCRATCH_BYTES + 16);
-      kernels = {
-        exports: instance.exports as unknown as SimdExports,
-        scratch: (raw + 15) & ~15,
-        offset: (t) => dataIdMap.get(t.dataId)!.memoryOffset,
-      };
-    } catch {
-      compiled = null; // no SIMD support: the JavaScript kernels are used
-    }
+  const chosen = malloc && dataIdMap ? kernelsModule() : null;
+  if (chosen && memory instanceof WebAssembly.Memory) {
+    const instance = new WebAssembly.Instance(chosen.module, { env: { memory } });
+    const raw = malloc!(SCRATCH_BYTES + 16);
+    kernels = {
+      exports: instance.exports as unknown as SimdExports,
+      scratch: (raw + 15) & ~15,
+      relaxed: chosen.relaxed,
+      offset: (t) => dataIdMap!.get(t.dataId)!.memoryOffset,
+    };
   }
   bound.set(backend, kernels);
   return kernels;

@@ -1,0 +1,146 @@
+// Direct 3-D convolution kernels (NHWC, stride 1) for training small
+// convolutional networks: the forward convolution (and, with the filter
+// rotated, the input gradient) and the filter gradient.
+//
+// Both are one register-blocked loop over the same patch structure: output
+// pixel m = (n, oy, ox) and filter row k = (ky, kx, ci) meet at
+// xp[n][oy + ky][ox + kx][ci] of the input padded beforehand (pad_nhwc), so
+// no bounds are checked inside. The output channels are the vector axis
+// (Co a multiple of 8); each block keeps 4 × 8 sums in 8 registers and
+// updates them with one multiply-add per input value and weight vector.
+//
+// MADD is relaxed SIMD's f32x4.relaxed_madd when built with -DRELAXED_SIMD
+// (one fused multiply-add on hardware that has it), else a multiply and an add.
+#include <wasm_simd128.h>
+
+#define EXPORT(name) __attribute__((export_name(#name)))
+
+#ifdef RELAXED_SIMD
+#define MADD(a, b, c) wasm_f32x4_relaxed_madd(a, b, c)
+#else
+#define MADD(a, b, c) wasm_f32x4_add(wasm_f32x4_mul(a, b), c)
+#endif
+
+// The 4 × 8 block of sums both kernels keep in registers: a<row><half>.
+#define ZERO_4x8()                                                    \
+  v128_t a00 = wasm_f32x4_splat(0), a01 = a00, a10 = a00, a11 = a00; \
+  v128_t a20 = a00, a21 = a00, a30 = a00, a31 = a00
+
+// Row j of the block += the float at xj times the 8 floats v0, v1.
+#define UPDATE_4x8(v0, v1, x0, x1, x2, x3)                         \
+  do {                                                             \
+    v128_t s = wasm_v128_load32_splat(x0);                         \
+    a00 = MADD(s, v0, a00), a01 = MADD(s, v1, a01);                \
+    s = wasm_v128_load32_splat(x1);                                \
+    a10 = MADD(s, v0, a10), a11 = MADD(s, v1, a11);                \
+    s = wasm_v128_load32_splat(x2);                                \
+    a20 = MADD(s, v0, a20), a21 = MADD(s, v1, a21);                \
+    s = wasm_v128_load32_splat(x3);                                \
+    a30 = MADD(s, v0, a30), a31 = MADD(s, v1, a31);                \
+  } while (0)
+
+// Store the block's first `rows` rows, `stride` floats apart, at out.
+#define STORE_4x8(out, stride, rows)                                              \
+  do {                                                                            \
+    wasm_v128_store(out, a00), wasm_v128_store(out + 4, a01);                     \
+    if (rows > 1) wasm_v128_store(out + stride, a10), wasm_v128_store(out + stride + 4, a11); \
+    if (rows > 2)                                                                 \
+      wasm_v128_store(out + 2 * stride, a20), wasm_v128_store(out + 2 * stride + 4, a21); \
+    if (rows > 3)                                                                 \
+      wasm_v128_store(out + 3 * stride, a30), wasm_v128_store(out + 3 * stride + 4, a31); \
+  } while (0)
+
+// xp[n][y + top][x + left][c] = x[n][y][x][c], 0 elsewhere; xp is [N][Hp][Wp][C].
+EXPORT(pad_nhwc)
+void pad_nhwc(const float* x, int N, int H, int W, int C, int top, int left, int Hp, int Wp,
+              float* xp) {
+  const int row = Wp * C;
+  for (int n = 0; n < N; n++) {
+    for (int y = 0; y < Hp; y++) {
+      float* dst = xp + (n * Hp + y) * row;
+      const int iy = y - top;
+      if (iy < 0 || iy >= H) {
+        for (int i = 0; i < row; i++) dst[i] = 0;
+        continue;
+      }
+      const float* src = x + (n * H + iy) * W * C;
+      const int head = left * C, body = W * C;
+      for (int i = 0; i < head; i++) dst[i] = 0;
+      for (int i = 0; i < body; i++) dst[head + i] = src[i];
+      for (int i = head + body; i < row; i++) dst[i] = 0;
+    }
+  }
+}
+
+// y[n][oy][ox][co] = Σ_{ky,kx,ci} xp[n][oy+ky][ox+kx][ci] · w[ky][kx][ci][co]
+// for a padded input xp [N][Hp][Wp][Ci] (OH = Hp − KH + 1, OW = Wp − KW + 1).
+EXPORT(conv_forward)
+void conv_forward(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
+                  const float* w, int Co, float* y) {
+  const int OH = Hp - KH + 1, OW = Wp - KW + 1;
+  const int tap = Ci * Co;  // weights of one (ky, kx)
+  for (int n = 0; n < N; n++) {
+    for (int oy = 0; oy < OH; oy++) {
+      float* yrow = y + ((n * OH + oy) * OW) * Co;
+      const float* xrow = xp + ((n * Hp + oy) * Wp) * Ci;
+      for (int ox = 0; ox < OW; ox += 4) {
+        // Up to 4 pixels; a missing one repeats the last and is not stored.
+        const int px = OW - ox < 4 ? OW - ox : 4;
+        const int p1 = (px > 1) * Ci, p2 = (px > 2 ? 2 : px - 1) * Ci;
+        const int p3 = (px > 3 ? 3 : px - 1) * Ci;
+        for (int co = 0; co < Co; co += 8) {
+          ZERO_4x8();
+          for (int ky = 0; ky < KH; ky++) {
+            for (int kx = 0; kx < KW; kx++) {
+              const float* xs = xrow + (ky * Wp + ox + kx) * Ci;
+              const float* ws = w + (ky * KW + kx) * tap + co;
+              for (int ci = 0; ci < Ci; ci++, xs++, ws += Co) {
+                const v128_t w0 = wasm_v128_load(ws), w1 = wasm_v128_load(ws + 4);
+                UPDATE_4x8(w0, w1, xs, xs + p1, xs + p2, xs + p3);
+              }
+            }
+          }
+          float* out = yrow + ox * Co + co;
+          STORE_4x8(out, Co, px);
+        }
+      }
+    }
+  }
+}
+
+// Offset of filter row k = (ky, kx, ci) from a pixel's corner in xp.
+static inline int patch_offset(int k, int KW, int Ci, int Wp) {
+  const int ci = k % Ci, t = k / Ci;
+  return ((t / KW) * Wp + t % KW) * Ci + ci;
+}
+
+// dw[ky][kx][ci][co] = Σ_{n,oy,ox} xp[n][oy+ky][ox+kx][ci] · dy[n][oy][ox][co]
+// for a padded input xp [N][Hp][Wp][Ci] and dy [N][OH][OW][Co].
+EXPORT(conv_filter_grad)
+void conv_filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
+                      const float* dy, int Co, float* dw) {
+  const int OH = Hp - KH + 1, OW = Wp - KW + 1, K = KH * KW * Ci;
+  for (int k = 0; k < K; k += 4) {
+    // Up to 4 filter rows; a missing one repeats the last and is not stored.
+    const int rows = K - k < 4 ? K - k : 4;
+    const int o0 = patch_offset(k, KW, Ci, Wp);
+    const int o1 = patch_offset(k + (rows > 1), KW, Ci, Wp);
+    const int o2 = patch_offset(k + (rows > 2 ? 2 : rows - 1), KW, Ci, Wp);
+    const int o3 = patch_offset(k + (rows > 3 ? 3 : rows - 1), KW, Ci, Wp);
+    for (int co = 0; co < Co; co += 8) {
+      ZERO_4x8();
+      const float* d = dy + co;
+      for (int n = 0; n < N; n++) {
+        for (int oy = 0; oy < OH; oy++) {
+          const float* xs = xp + ((n * Hp + oy) * Wp) * Ci;
+          for (int ox = 0; ox < OW; ox++, xs += Ci, d += Co) {
+            const v128_t d0 = wasm_v128_load(d), d1 = wasm_v128_load(d + 4);
+            UPDATE_4x8(d0, d1, xs + o0, xs + o1, xs + o2, xs + o3);
+          }
+        }
+      }
+      float* out = dw + k * Co + co;
+      STORE_4x8(out, Co, rows);
+    }
+  }
+}

@@ -1,4 +1,4 @@
-// Direct 3-D convolution kernels (NHWC, stride 1) for training small
+// Direct 2-D convolution kernels (NHWC, stride 1) for training small
 // convolutional networks: the forward convolution (and, with the filter
 // rotated, the input gradient) and the filter gradient.
 //

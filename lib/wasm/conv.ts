@@ -38,19 +38,31 @@ function convInfo(
   );
 }
 
+let directRuns = 0;
+
+/**
+ * How many times a direct kernel of `kernels/conv.c` has run in this
+ * process. Internal: the tests check that the cases they call direct are.
+ */
+export function directConvolutionRuns(): number {
+  return directRuns;
+}
+
 /**
  * The SIMD kernels when the direct convolution of `kernels/conv.c` can take
- * a convolution: stride 1, dilation 1, channels last, output channels a
- * multiple of 8 (its vector blocks), and padding that fits inside the
- * padded copy it reads.
+ * a convolution: float32, stride 1, dilation 1, channels last, output
+ * channels a multiple of 8 (its vector blocks), a non-empty output, and
+ * padding that fits inside the padded copy it reads.
  */
 function directConv(
   backend: tf.KernelBackend,
   info: tf.backend_util.Conv2DInfo,
+  x: tf.TensorInfo,
 ): SimdKernels | null {
   if (
-    info.strideHeight !== 1 || info.strideWidth !== 1 || info.dilationHeight !== 1 ||
-    info.dilationWidth !== 1 || info.dataFormat !== "channelsLast" || info.outChannels % 8 !== 0
+    x.dtype !== "float32" || info.strideHeight !== 1 || info.strideWidth !== 1 ||
+    info.dilationHeight !== 1 || info.dilationWidth !== 1 || info.dataFormat !== "channelsLast" ||
+    info.outChannels % 8 !== 0 || info.batchSize < 1 || info.outHeight < 1 || info.outWidth < 1
   ) return null;
   const { top, left } = info.padInfo;
   if (top < 0 || left < 0 || farPadding(info).bottom < 0 || farPadding(info).right < 0) return null;
@@ -114,7 +126,7 @@ function conv2DWasm(args: KernelArgs): tf.TensorInfo {
     false,
     tf.backend_util.convertConv2DDataFormat(attrs.dataFormat ?? "NHWC"),
   );
-  const simd = directConv(backend, info);
+  const simd = directConv(backend, info, x);
   if (!simd) return originalConv2D!(args);
   return runDirect("conv_forward", backend, simd, x, filter, info, [
     info.batchSize,
@@ -139,6 +151,7 @@ function runDirect(
   outShape: number[],
 ): tf.TensorInfo {
   const out = (backend as WasmHeapBackend).makeOutput(outShape, "float32");
+  directRuns++;
   withScratch(backend, (keep) => {
     const xp = keep(paddedInput(backend, simd, x, info));
     simd.exports[kernel](
@@ -158,7 +171,9 @@ function runDirect(
 }
 
 /**
- * The filter gradient of a 2-D convolution on the WASM backend.
+ * The filter gradient of a 2-D convolution on the WASM backend: on the
+ * direct kernel where {@linkcode directConv} takes it, else (stride 1) as one
+ * matrix product of patches, else as follows.
  *
  * dW[kh,kw,ci,co] = Σ_{b,oh,ow} x[b, oh·s + kh − padTop, ow·s + kw − padLeft, ci] · dy[b,oh,ow,co]
  *
@@ -176,7 +191,7 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
     );
   }
   const info = convInfo(x.shape, attrs.filterShape, attrs);
-  const direct = directConv(backend, info);
+  const direct = directConv(backend, info, x);
   if (direct) return conv2DBackpropFilterDirect(args, info, direct);
   const transpose = wasmKernel("Transpose"), conv2d = originalConv2D!;
   const slice = wasmKernel("Slice");
@@ -311,8 +326,10 @@ let originalConv2DBackpropInput: KernelFn | undefined;
 /**
  * The input gradient of a stride-1 2-D convolution on the WASM backend, as a
  * convolution of the output gradient with the filter rotated by 180° and its
- * channel axes swapped (XNNPACK runs it far faster than the reference kernel).
- * Other strides go to the backend's own kernel.
+ * channel axes swapped: on the direct kernel when the forward convolution's
+ * input channels (this one's output channels) are a multiple of 8, else on
+ * XNNPACK's; either is far faster than the backend's reference kernel, which
+ * other strides still go to.
  */
 function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend } = args;

@@ -2,9 +2,10 @@
  * WASM SIMD kernels (built from `kernels/simd.c` and `kernels/conv.c`) that run in the WASM
  * backend's own memory: the module imports the backend's memory, so tensors
  * are passed as offsets into it and nothing is copied. Used by the kernels of
- * this folder (and `../batch_norm.ts` to decide on fusing) when a tensor's channels are a multiple of
- * 4; they fall back to plain JavaScript otherwise or when the module cannot be
- * instantiated. Internal.
+ * this folder (and `../batch_norm.ts` to decide on fusing): the element-wise
+ * ones when a tensor's channels are a multiple of 4 (else plain JavaScript),
+ * the convolutions when their output channels are a multiple of 8 (else
+ * XNNPACK), and neither when the module cannot be instantiated. Internal.
  *
  * @module
  */

@@ -1,20 +1,22 @@
 /**
  * The direct SIMD convolutions of `kernels/conv.c` (forward, filter and input
- * gradients), on both builds (relaxed SIMD's fused multiply-add and plain
- * SIMD), against the cpu backend.
+ * gradients) and the Winograd convolution of `kernels/winograd.c` (3 × 3
+ * forward and input gradients), on both builds (relaxed SIMD's fused
+ * multiply-add and plain SIMD), against the cpu backend.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
-import { directConvolutionRuns } from "../lib/wasm/conv.ts";
+import { convolutionRuns } from "../lib/wasm/conv.ts";
 import { allowRelaxedSimd, simdKernels } from "../lib/wasm/simd.ts";
 import { onBoth, relativeError } from "./_parity.ts";
 
 type Shape4 = [number, number, number, number];
 /**
  * Input and filter shapes, padding: the default model's layers, then odd
- * sizes and tails. The input gradient runs on the direct kernel only when
- * the input channels are a multiple of 8 as well (they are its output's).
+ * sizes and tails. The input gradient runs on our kernels only when the
+ * input channels are a multiple of 8 as well (they are its output's). A
+ * 3 × 3 filter with a multiple of 4 channels going in runs on Winograd's.
  */
 const CASES: [Shape4, Shape4, "same" | "valid"][] = [
   [[3, 28, 28, 1], [3, 3, 1, 16], "same"],
@@ -26,7 +28,15 @@ const CASES: [Shape4, Shape4, "same" | "valid"][] = [
   [[2, 6, 5, 5], [3, 2, 5, 8], "same"], // filter rows 30: a last block of 2
   [[2, 9, 10, 8], [4, 2, 8, 16], "same"], // even filter: padding 1 before, 2 after
   [[2, 5, 5, 16], [2, 5, 16, 8], "valid"], // 1 output column
+  [[2, 9, 6, 8], [3, 3, 8, 16], "valid"], // Winograd: odd output rows (7), 4 columns
+  [[1, 5, 5, 4], [3, 3, 4, 8], "same"], // Winograd: 9 tiles, one chunk, a last block of 1
+  [[3, 13, 12, 8], [3, 3, 8, 8], "same"], // Winograd: 126 tiles, 4 chunks
 ];
+
+/** Which of our kernels a case's convolution (of `x` with `w`) runs on. */
+function pathOf(x: Shape4, w: Shape4): "winograd" | "direct" {
+  return w[0] === 3 && w[1] === 3 && x[3] % 4 === 0 ? "winograd" : "direct";
+}
 
 for (const relaxed of [true, false]) {
   const build = relaxed ? "relaxed SIMD" : "plain SIMD";
@@ -38,26 +48,29 @@ for (const relaxed of [true, false]) {
         tf.randomNormal(wShape, 0, 1, "float32", 2) as tf.Tensor4D,
       ] as const;
     const loss = (x: tf.Tensor4D, w: tf.Tensor4D) => tf.conv2d(x, w, 1, pad).square().sum();
-    const cases: [string, () => tf.Tensor][] = [
-      ["Conv2D", () => tf.conv2d(...inputs(), 1, pad)],
-      ["Conv2DBackpropFilter", () => {
+    // The forward pass; the filter gradient (always direct); the input
+    // gradient, a convolution of dy [.., Co] with the rotated filter [KH, KW, Co, Ci].
+    const dyShape: Shape4 = [1, 1, 1, wShape[3]];
+    const cases: [string, "winograd" | "direct", () => tf.Tensor][] = [
+      ["Conv2D", pathOf(xShape, wShape), () => tf.conv2d(...inputs(), 1, pad)],
+      ["Conv2DBackpropFilter", "direct", () => {
         const [x, w] = inputs();
         return tf.grad((w) => loss(x, w as tf.Tensor4D))(w);
       }],
-      ["Conv2DBackpropInput", () => {
+      ["Conv2DBackpropInput", pathOf(dyShape, wShape), () => {
         const [x, w] = inputs();
         return tf.grad((x) => loss(x as tf.Tensor4D, w))(x);
       }],
     ];
-    for (const [kernel, f] of cases) {
+    for (const [kernel, path, f] of cases) {
       // The input gradient's own output channels are the input's.
       if (kernel === "Conv2DBackpropInput" && xShape[3] % 8 !== 0) continue;
-      Deno.test(`direct wasm ${kernel} matches cpu: ${label}`, async () => {
+      Deno.test(`${path} wasm ${kernel} matches cpu: ${label}`, async () => {
         allowRelaxedSimd(relaxed);
         try {
-          const before = directConvolutionRuns();
+          const before = convolutionRuns()[path];
           const [cpu, wasm] = await onBoth(f);
-          assert.ok(directConvolutionRuns() > before, "the direct kernel did not run");
+          assert.ok(convolutionRuns()[path] > before, `the ${path} kernel did not run`);
           assert.equal(simdKernels(tf.backend())?.relaxed, relaxed);
           const error = relativeError(cpu, wasm);
           assert.ok(error <= 1e-5, `relative error ${error}`);
@@ -74,7 +87,7 @@ Deno.test("the relaxed-SIMD build is chosen where the runtime supports it (Deno'
   assert.equal(simdKernels(tf.backend())?.relaxed, true);
 });
 
-Deno.test("convolutions the direct kernel cannot take go to XNNPACK and still match cpu", async () => {
+Deno.test("convolutions our kernels cannot take go to XNNPACK and still match cpu", async () => {
   // Output channels not a multiple of 8, stride 2, an empty output.
   const cases: [string, () => tf.Tensor][] = [
     ["6 output channels", () =>
@@ -93,9 +106,9 @@ Deno.test("convolutions the direct kernel cannot take go to XNNPACK and still ma
       )],
   ];
   for (const [label, f] of cases) {
-    const before = directConvolutionRuns();
+    const before = convolutionRuns();
     const [cpu, wasm] = await onBoth(f);
-    assert.equal(directConvolutionRuns(), before, `${label}: the direct kernel ran`);
+    assert.deepEqual(convolutionRuns(), before, `${label}: one of our kernels ran`);
     assert.ok(relativeError(cpu, wasm) <= 1e-5, label);
   }
 });

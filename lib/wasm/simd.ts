@@ -1,5 +1,5 @@
 /**
- * WASM SIMD kernels (built from `kernels/simd.c` and `kernels/conv.c`) that run in the WASM
+ * WASM SIMD kernels (built from `kernels/*.c`) that run in the WASM
  * backend's own memory: the module imports the backend's memory, so tensors
  * are passed as offsets into it and nothing is copied. Used by the kernels of
  * this folder (and `../batch_norm.ts` to decide on fusing): the element-wise
@@ -29,7 +29,7 @@ type DirectConvKernel = (
   out: number,
 ) => void;
 
-/** The functions of `kernels/simd.c` and `kernels/conv.c`; every pointer is a byte offset into the backend's memory. */
+/** The functions of `kernels/*.c`; every pointer is a byte offset into the backend's memory. */
 export interface SimdExports {
   bn_forward(
     x: number,
@@ -117,6 +117,20 @@ export interface SimdExports {
   conv_forward: DirectConvKernel;
   /** `conv_filter_grad`: operand is the output gradient, out the filter gradient. */
   conv_filter_grad: DirectConvKernel;
+  winograd_conv3x3(
+    xp: number,
+    N: number,
+    Hp: number,
+    Wp: number,
+    Ci: number,
+    w: number,
+    Co: number,
+    y: number,
+    OH: number,
+    OW: number,
+    chunk: number,
+    scratch: number,
+  ): void;
   im2col_t(
     xt: number,
     N: number,

@@ -73,9 +73,10 @@ static void transform_input(const float* xp, int Hp, int Wp, int Ci, int TH, int
 }
 
 // The 2×2 outputs Aᵀ m A of each tile of a chunk from m[e][t][co], where they
-// fall inside the OH × OW output y.
+// fall inside the OH × OW output y, plus bias[co] when bias is not null, then
+// max(·, 0) when relu is set.
 static void transform_output(const float* m, int Co, int TH, int TW, int OH, int OW, int first,
-                             int count, float* y) {
+                             int count, const float* bias, int relu, float* y) {
   const int plane = count * Co;
   for (int t = 0; t < count; t++) {
     const int tile = first + t, n = tile / (TH * TW), ty = tile / TW % TH, tx = tile % TW;
@@ -93,23 +94,34 @@ static void transform_output(const float* m, int Co, int TH, int TW, int OH, int
         s1[c] = SUB(SUB(p1, p2), p3);
       }
       // y = s A, the rows and columns inside the output
-      wasm_v128_store(out + co, ADD(ADD(s0[0], s0[1]), s0[2]));
-      if (cols > 1) wasm_v128_store(out + Co + co, SUB(SUB(s0[1], s0[2]), s0[3]));
+      // pmax(v, 0) = v < 0 ? 0 : v keeps a NaN, as TensorFlow.js's ReLU does.
+      const v128_t zero = wasm_f32x4_splat(0), b = bias ? wasm_v128_load(bias + co) : zero;
+#define OUT(at, v)                                  \
+  do {                                              \
+    const v128_t z = ADD(v, b);                     \
+    wasm_v128_store(at, relu ? wasm_f32x4_pmax(z, zero) : z); \
+  } while (0)
+      OUT(out + co, ADD(ADD(s0[0], s0[1]), s0[2]));
+      if (cols > 1) OUT(out + Co + co, SUB(SUB(s0[1], s0[2]), s0[3]));
       if (rows > 1) {
-        wasm_v128_store(out + OW * Co + co, ADD(ADD(s1[0], s1[1]), s1[2]));
-        if (cols > 1) wasm_v128_store(out + (OW + 1) * Co + co, SUB(SUB(s1[1], s1[2]), s1[3]));
+        OUT(out + OW * Co + co, ADD(ADD(s1[0], s1[1]), s1[2]));
+        if (cols > 1) OUT(out + (OW + 1) * Co + co, SUB(SUB(s1[1], s1[2]), s1[3]));
       }
+#undef OUT
     }
   }
 }
 
 // y [N][OH][OW][Co] = the 3×3 convolution of a padded input xp [N][Hp][Wp][Ci]
 // with Hp ≥ 2⌈OH/2⌉ + 2 and Wp ≥ 2⌈OW/2⌉ + 2 (zeros past the input), and
-// w [3][3][Ci][Co]; Ci a multiple of 4, Co of 8. scratch: 16·Ci·Co floats for
-// the transformed filter, then 16·chunk·(Ci + Co) for a chunk of tiles.
+// w [3][3][Ci][Co]; Ci a multiple of 4, Co of 8; plus bias [Co] when bias is
+// not null, then ReLU when relu is set (TensorFlow.js's FusedConv2D). scratch:
+// 16·Ci·Co floats for the transformed filter, then 16·chunk·(Ci + Co) for a
+// chunk of tiles.
 EXPORT(winograd_conv3x3)
 void winograd_conv3x3(const float* xp, int N, int Hp, int Wp, int Ci, const float* w, int Co,
-                      float* y, int OH, int OW, int chunk, float* scratch) {
+                      const float* bias, int relu, float* y, int OH, int OW, int chunk,
+                      float* scratch) {
   const int TH = (OH + 1) / 2, TW = (OW + 1) / 2, tiles = N * TH * TW;
   float* u = scratch;
   float* v = u + 16 * Ci * Co;
@@ -123,6 +135,6 @@ void winograd_conv3x3(const float* xp, int N, int Hp, int Wp, int Ci, const floa
       conv_forward(v + e * count * Ci, 1, 1, count, Ci, 1, 1, u + e * Ci * Co, Co,
                    m + e * count * Co);
     }
-    transform_output(m, Co, TH, TW, OH, OW, first, count, y);
+    transform_output(m, Co, TH, TW, OH, OW, first, count, bias, relu, y);
   }
 }

@@ -112,3 +112,60 @@ Deno.test("convolutions our kernels cannot take go to XNNPACK and still match cp
     assert.ok(relativeError(cpu, wasm) <= 1e-5, label);
   }
 });
+
+for (const relaxed of [true, false]) {
+  for (
+    const [activation, withBias] of [["relu", true], ["linear", true], ["relu", false]] as const
+  ) {
+    const label = `${relaxed ? "relaxed" : "plain"} SIMD, ${activation}, ${
+      withBias ? "with" : "no"
+    } bias`;
+    Deno.test(`winograd wasm FusedConv2D (inference's folded layers) matches cpu: ${label}`, async () => {
+      allowRelaxedSimd(relaxed);
+      try {
+        const before = convolutionRuns().winograd;
+        const [cpu, wasm] = await onBoth(() =>
+          tf.fused.conv2d({
+            x: tf.randomNormal([3, 7, 9, 16], 0, 1, "float32", 7) as tf.Tensor4D,
+            filter: tf.randomNormal([3, 3, 16, 24], 0, 1, "float32", 8) as tf.Tensor4D,
+            strides: 1,
+            pad: "same",
+            bias: withBias ? tf.randomNormal([24], 0, 3, "float32", 9) : undefined,
+            activation,
+          })
+        );
+        assert.ok(convolutionRuns().winograd > before, "the Winograd kernel did not run");
+        assert.ok(relativeError(cpu, wasm) <= 1e-5, `relative error ${relativeError(cpu, wasm)}`);
+        if (activation === "relu") {
+          assert.ok(wasm.some((v) => v === 0) && wasm.every((v) => v >= 0));
+        }
+      } finally {
+        allowRelaxedSimd(true);
+      }
+    });
+  }
+}
+
+Deno.test("FusedConv2D keeps a NaN through the ReLU, and leaves other activations to XNNPACK", async () => {
+  await selectBackend("wasm");
+  const x = tf.randomNormal([1, 4, 4, 8], 0, 1, "float32", 10) as tf.Tensor4D;
+  const filter = tf.randomNormal([3, 3, 8, 8], 0, 1, "float32", 11) as tf.Tensor4D;
+  const nan = tf.tidy(() =>
+    tf.fused.conv2d({
+      x: x.mul(NaN) as tf.Tensor4D,
+      filter,
+      pad: "same",
+      strides: 1,
+      activation: "relu",
+    })
+      .dataSync()
+  );
+  assert.ok(nan.every(Number.isNaN));
+  const before = convolutionRuns();
+  const [cpu, wasm] = await onBoth(() =>
+    tf.fused.conv2d({ x, filter, pad: "same", strides: 1, activation: "elu" })
+  );
+  assert.deepEqual(convolutionRuns(), before);
+  assert.ok(relativeError(cpu, wasm) <= 1e-5);
+  tf.dispose([x, filter]);
+});

@@ -117,18 +117,13 @@ function paddedInput(
 
 let originalConv2D: KernelFn | undefined;
 
-/**
- * A 2-D convolution on the WASM backend: stride-1 convolutions that
- * {@linkcode directConv} takes run on `winograd_conv3x3` of
- * `kernels/winograd.c` when the filter is 3 × 3 and the input channels a
- * multiple of 4, else on `conv_forward` of `kernels/conv.c`; the others on
- * the backend's own kernel (XNNPACK).
- */
-function conv2DWasm(args: KernelArgs): tf.TensorInfo {
-  const { inputs, backend } = args;
-  const attrs = args.attrs as unknown as tf.Conv2DAttrs;
-  const x = inputs.x as tf.TensorInfo, filter = inputs.filter as tf.TensorInfo;
-  const info = tf.backend_util.computeConv2DInfo(
+/** The geometry of a forward convolution from its attributes. */
+function forwardInfo(
+  x: tf.TensorInfo,
+  filter: tf.TensorInfo,
+  attrs: tf.Conv2DAttrs,
+): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(
     x.shape as Shape4,
     filter.shape as Shape4,
     attrs.strides,
@@ -138,31 +133,76 @@ function conv2DWasm(args: KernelArgs): tf.TensorInfo {
     false,
     tf.backend_util.convertConv2DDataFormat(attrs.dataFormat ?? "NHWC"),
   );
+}
+
+/** Whether Winograd's F(2 × 2, 3 × 3) takes a convolution {@linkcode directConv} takes. */
+const winogradTakes = (info: tf.backend_util.Conv2DInfo) =>
+  info.filterHeight === 3 && info.filterWidth === 3 && info.inChannels % 4 === 0;
+
+/**
+ * A 2-D convolution on the WASM backend: stride-1 convolutions that
+ * {@linkcode directConv} takes run on `winograd_conv3x3` of
+ * `kernels/winograd.c` when the filter is 3 × 3 and the input channels a
+ * multiple of 4, else on `conv_forward` of `kernels/conv.c`; the others on
+ * the backend's own kernel (XNNPACK).
+ */
+function conv2DWasm(args: KernelArgs): tf.TensorInfo {
+  const { inputs, backend } = args;
+  const x = inputs.x as tf.TensorInfo, filter = inputs.filter as tf.TensorInfo;
+  const info = forwardInfo(x, filter, args.attrs as unknown as tf.Conv2DAttrs);
   const simd = directConv(backend, info, x);
   if (!simd) return originalConv2D!(args);
-  const outShape = [info.batchSize, info.outHeight, info.outWidth, info.outChannels];
-  if (info.filterHeight === 3 && info.filterWidth === 3 && info.inChannels % 4 === 0) {
-    return runWinograd(backend, simd, x, filter, info, outShape);
-  }
-  return runDirect("conv_forward", backend, simd, x, filter, info, outShape);
+  if (winogradTakes(info)) return runWinograd(backend, simd, x, filter, null, false, info);
+  return runDirect("conv_forward", backend, simd, x, filter, info, [
+    info.batchSize,
+    info.outHeight,
+    info.outWidth,
+    info.outChannels,
+  ]);
+}
+
+let originalFusedConv2D: KernelFn | undefined;
+
+/**
+ * A 2-D convolution with a bias and a ReLU or no activation, as inference
+ * runs each folded convolution and batch norm (`../inference.ts`): on
+ * `winograd_conv3x3`, which adds the bias and applies the ReLU as it stores,
+ * where Winograd takes the convolution; else on the backend's own kernel.
+ */
+function fusedConv2DWasm(args: KernelArgs): tf.TensorInfo {
+  const { inputs, backend } = args;
+  const attrs = args.attrs as unknown as tf.FusedConv2DAttrs;
+  const x = inputs.x as tf.TensorInfo, filter = inputs.filter as tf.TensorInfo;
+  const bias = (inputs.bias ?? null) as tf.TensorInfo | null;
+  const info = forwardInfo(x, filter, attrs);
+  const simd = directConv(backend, info, x);
+  const activation = attrs.activation ?? "linear";
+  if (
+    !simd || !winogradTakes(info) || inputs.preluActivationWeights ||
+    (activation !== "linear" && activation !== "relu") ||
+    (bias && (bias.dtype !== "float32" || tf.util.sizeFromShape(bias.shape) !== info.outChannels))
+  ) return originalFusedConv2D!(args);
+  return runWinograd(backend, simd, x, filter, bias, activation === "relu", info);
 }
 
 /**
  * A 3 × 3 convolution by Winograd's F(2 × 2, 3 × 3) (`kernels/winograd.c`),
- * over the input padded to whole 2 × 2 tiles of output plus the filter's
- * border: [N, 2⌈OH/2⌉ + 2, 2⌈OW/2⌉ + 2, Ci].
+ * plus `bias` [Co] when given, then a ReLU when `relu` is set, over the input
+ * padded to whole 2 × 2 tiles of output plus the filter's border:
+ * [N, 2⌈OH/2⌉ + 2, 2⌈OW/2⌉ + 2, Ci].
  */
 function runWinograd(
   backend: tf.KernelBackend,
   simd: SimdKernels,
   x: tf.TensorInfo,
   filter: tf.TensorInfo,
+  bias: tf.TensorInfo | null,
+  relu: boolean,
   info: tf.backend_util.Conv2DInfo,
-  outShape: number[],
 ): tf.TensorInfo {
   const { batchSize: N, inChannels: Ci, outChannels: Co, outHeight: OH, outWidth: OW } = info;
   const heap = backend as WasmHeapBackend;
-  const out = heap.makeOutput(outShape, "float32");
+  const out = heap.makeOutput([N, OH, OW, Co], "float32");
   runs.winograd++;
   withScratch(backend, (keep) => {
     const Hp = 2 * Math.ceil(OH / 2) + 2, Wp = 2 * Math.ceil(OW / 2) + 2;
@@ -178,6 +218,8 @@ function runWinograd(
       Ci,
       simd.offset(filter),
       Co,
+      bias ? simd.offset(bias) : 0,
+      relu ? 1 : 0,
       simd.offset(out),
       OH,
       OW,
@@ -421,9 +463,10 @@ function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {
   });
 }
 
-/** Register the convolution and its two gradient kernels. Internal. */
+/** Register the convolution (plain and with bias and activation) and its two gradients. Internal. */
 export function registerConvKernels(): void {
   originalConv2D = replaceKernel("Conv2D", conv2DWasm);
+  originalFusedConv2D = replaceKernel("FusedConv2D", fusedConv2DWasm);
   replaceKernel("Conv2DBackpropFilter", conv2DBackpropFilterWasm);
   originalConv2DBackpropInput = replaceKernel("Conv2DBackpropInput", conv2DBackpropInputWasm);
 }

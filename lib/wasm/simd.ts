@@ -125,6 +125,8 @@ export interface SimdExports {
     Ci: number,
     w: number,
     Co: number,
+    bias: number,
+    relu: number,
     y: number,
     OH: number,
     OW: number,

@@ -1,10 +1,13 @@
 /**
- * Convolutions on the WASM backend for training: `Conv2D`,
- * `Conv2DBackpropFilter` (which the backend lacks) and a stride-1
- * `Conv2DBackpropInput`. Stride-1 convolutions with output channels a
- * multiple of 8 run on the direct SIMD kernels of `kernels/conv.c`
- * (register-blocked, with relaxed SIMD's fused multiply-add where the runtime
- * has it); the others on XNNPACK or the backend's own kernels. Internal.
+ * Convolutions on the WASM backend: `Conv2D`, `FusedConv2D` (with a bias and
+ * a ReLU, as inference runs its folded layers), `Conv2DBackpropFilter` (which
+ * the backend lacks) and a stride-1 `Conv2DBackpropInput`. Stride-1
+ * convolutions with output channels a multiple of 8 run on our kernels: 3 × 3
+ * ones with a multiple of 4 channels going in by Winograd's F(2 × 2, 3 × 3)
+ * (`kernels/winograd.c`; forward and input gradient), the others and every
+ * filter gradient on the direct kernels of `kernels/conv.c`, all
+ * register-blocked, with relaxed SIMD's fused multiply-add where the runtime
+ * has it. The rest go to XNNPACK or the backend's own kernels. Internal.
  *
  * @module
  */

@@ -9,7 +9,8 @@
  * - `--set levers` changes one lever at a time from `small` (the recipe
  *   issue's levers; use it with `--validation`);
  * - `--set passes` trains `small` for 30 passes with mild and with strong
- *   augmentation (use it with `--validation`);
+ *   augmentation, and `small` and `wide` for 60 passes with strong
+ *   augmentation (use it with `--validation`; `--only` picks one);
  * - `--set distillation` trains the 5,058-parameter `mini` preset alone and
  *   distilled from `tiny` (trained first, seed 42, `--teacher-epochs N`
  *   passes, default 1).
@@ -195,8 +196,8 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       ["augmentation constant (no decay)", { augmentSchedule: "constant" }],
     ] as Variant[]).map(([name, options]) => [name, { preset: "small", ...options }]),
   },
-  // Many passes: the mild and the strong augmentation ranges (use it with --validation; about
-  // 10 minutes a run).
+  // Many passes: the mild and the strong augmentation ranges, then twice the passes for the
+  // small and wide presets (use it with --validation; about 10 and 20 minutes a run).
   passes: {
     seeds: "42",
     variants: [
@@ -204,6 +205,16 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       ["small, 30 passes, strong augmentation", {
         preset: "small",
         epochs: 30,
+        augment: STRONG_AUGMENTATION,
+      }],
+      ["small, 60 passes, strong augmentation", {
+        preset: "small",
+        epochs: 60,
+        augment: STRONG_AUGMENTATION,
+      }],
+      ["wide, 60 passes, strong augmentation", {
+        preset: "wide",
+        epochs: 60,
         augment: STRONG_AUGMENTATION,
       }],
     ],

@@ -651,7 +651,7 @@ async function predictCommand(args: string[]): Promise<number> {
     "wasm",
   );
   if (!values.info && positionals.length === 0) {
-    throw new UsageError("expected at least one image file (PNG or JPEG)");
+    throw new UsageError("predict expects at least one image file (PNG or JPEG), got none");
   }
   const path = await modelPath(values.model);
   await selectBackend(backend);
@@ -793,7 +793,7 @@ async function exportCommand(args: string[]): Promise<number> {
     ? false
     : oneOf("quantize", values.quantize, ["int8"], "int8") === "int8";
   if (!quantize && values.onnx === undefined) {
-    throw new UsageError("expected --onnx FILE, --quantize int8, or both");
+    throw new UsageError("export expects --onnx FILE, --quantize int8, or both, got neither");
   }
   // Not ./models: a quantized copy must not become the newest model that predict picks.
   const out = values.out ?? "./exports";
@@ -944,15 +944,39 @@ async function previewCommand(args: string[]): Promise<number> {
 }
 
 /**
+ * The arguments with each `--name VALUE` whose value is a negative number
+ * written as `--name=VALUE`: node:util's parser would otherwise read `-1`
+ * as an option and call the argument ambiguous, where the user means the
+ * number (which the command then checks like any other value).
+ */
+function joinNegativeValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const next = args[i + 1];
+    if (
+      /^--[\w-]+$/.test(args[i]) && next !== undefined &&
+      /^-(\d|\.\d|Infinity$)/.test(next)
+    ) {
+      out.push(`${args[i]}=${next}`);
+      i++;
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
+}
+
+/**
  * Run the command line with the given arguments.
  *
  * @param args The arguments after the program name.
  * @returns The process exit code: 0 on success, 1 on failure, 2 for bad usage.
  */
 export async function main(args: string[]): Promise<number> {
-  const [command, ...rest] = args[0]?.startsWith("-") || args.length === 0
+  const [command, ...flags] = args[0]?.startsWith("-") || args.length === 0
     ? ["train", ...args]
     : args;
+  const rest = joinNegativeValues(flags);
   try {
     if (command === "train") return await trainCommand(rest);
     if (command === "predict") return await predictCommand(rest);
@@ -966,7 +990,15 @@ export async function main(args: string[]): Promise<number> {
     const usage = error instanceof UsageError ||
       (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     // node:util's parse errors run to several lines; the first says it all.
-    const message = (error as Error).message.split("\n")[0].replace(/\. To specify .*$/, "");
+    const message = (error as Error).message.split("\n")[0].replace(/\. To specify .*$/, "")
+      .replace(
+        /^Option '(--[\w-]+)(?: <value>)?' argument missing$/,
+        "$1 expects a value, got none",
+      )
+      .replace(
+        /^Option '(--[\w-]+)' argument is ambiguous\.?$/,
+        "$1 expects a value, got none before the next option",
+      );
     const hint = usage && !(error instanceof PreflightError) ? " (see --help)" : "";
     err(`error: ${message}${hint}\n`);
     return usage ? 2 : 1;

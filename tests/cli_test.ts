@@ -21,9 +21,15 @@ for (
     [["--lr", "Infinity"], 'error: --lr expects a number in (0, 1], got "Infinity" (see --help)'],
     [["--lr", "1e999"], 'error: --lr expects a number in (0, 1], got "1e999" (see --help)'],
     [["--lr", "NaN"], 'error: --lr expects a number in (0, 1], got "NaN" (see --help)'],
-    [["--workers", "-1"], "error: Option '--workers' argument is ambiguous. (see --help)"],
+    [["--workers", "-1"], 'error: --workers expects an integer ≥ 0, got "-1" (see --help)'],
     [["--workers=1.5"], 'error: --workers expects an integer ≥ 0, got "1.5" (see --help)'],
-    [["--lr", "-1"], "error: Option '--lr' argument is ambiguous. (see --help)"],
+    [["--lr", "-1"], 'error: --lr expects a number in (0, 1], got "-1" (see --help)'],
+    [["--lr", "-Infinity"], 'error: --lr expects a number in (0, 1], got "-Infinity" (see --help)'],
+    [["--augment"], "error: --augment expects a value, got none (see --help)"],
+    [
+      ["--epochs", "--json"],
+      "error: --epochs expects a value, got none before the next option (see --help)",
+    ],
     [
       ["--teacher", "/nonexistent/model"],
       'error: --teacher expects a saved model folder or its .json file, got "/nonexistent/model", which does not exist (see --help)',

@@ -74,5 +74,8 @@ Deno.test("export --quantize int8 --onnx: sizes and test accuracy measured, both
 Deno.test("export needs something to do", async () => {
   const { code, stderr } = await runCli(["export"]);
   assert.equal(code, 2);
-  assert.equal(stderr, "error: expected --onnx FILE, --quantize int8, or both (see --help)\n");
+  assert.equal(
+    stderr,
+    "error: export expects --onnx FILE, --quantize int8, or both, got neither (see --help)\n",
+  );
 });

@@ -654,7 +654,7 @@ async function predictCommand(args: string[]): Promise<number> {
     throw new UsageError("predict expects at least one image file (PNG or JPEG), got none");
   }
   const path = await modelPath(values.model);
-  await selectBackend(backend);
+  const selection = await selectBackend(backend);
   const model = await loadModel(path);
   if (values.info) {
     if (values.json) console.log(JSON.stringify({ model: path, card: model.card ?? null }));
@@ -722,7 +722,7 @@ async function predictCommand(args: string[]): Promise<number> {
       );
     }
   }
-  if (values.json) console.log(JSON.stringify({ model: path, results }));
+  if (values.json) console.log(JSON.stringify({ model: path, backend: selection.name, results }));
   return failed > 0 ? 1 : 0;
 }
 

@@ -79,8 +79,12 @@ Deno.test(`predict: ${FORMS.length * PER_FORM} real test digits as image files s
     }
     const { code, stdout, stderr } = await runCli(["predict", "--model", path, "--json", ...files]);
     assert.equal(code, 0, stderr);
-    const { results } = JSON.parse(stdout) as { results: { file: string; digit: number }[] };
+    const { results, backend } = JSON.parse(stdout) as {
+      results: { file: string; digit: number }[];
+      backend: string;
+    };
     assert.deepEqual(results.map((r) => r.file), files);
+    assert.equal(backend, "wasm"); // the command's default
     const fromFiles = results.filter((r, i) => r.digit === labels[i]).length / count;
     const raw = await model.classify(data.test.images.subarray(0, count * 784), { count });
     const fromTensors = raw.filter((d, i) => d === labels[i]).length / count;

@@ -470,13 +470,13 @@ async function trainCommand(args: string[]): Promise<number> {
     },
     onEpochEnd: (e) =>
       say(
-        `epoch ${e.epoch + 1}/${epochs}: loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s, ${
-          e.imagesPerSecond.toFixed(0)
-        } img/s`,
+        `epoch ${e.epoch + 1}/${epochs}: loss ${e.loss.toFixed(4)}, ${
+          e.seconds.toFixed(1)
+        } s of steps, ${e.imagesPerSecond.toFixed(0)} img/s`,
       ),
   });
   say(
-    `trained ${result.images} images in ${result.seconds.toFixed(1)} s (${
+    `trained ${result.images} images in ${result.seconds.toFixed(1)} s, start-up included (${
       result.imagesPerSecond.toFixed(0)
     } img/s, ${
       result.workers ? `${result.workers} data-parallel wasm workers` : `on ${selection.name}`

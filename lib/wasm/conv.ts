@@ -25,19 +25,26 @@ import { type SimdKernels, simdKernels } from "./simd.ts";
 
 type Shape4 = [number, number, number, number];
 
-/** Geometry of the forward convolution whose gradient a kernel computes (dilation 1). */
+/**
+ * Geometry of a forward convolution: the one a kernel computes, or whose
+ * gradient it computes (whose attributes have no dilations: 1).
+ */
 function convInfo(
   inShape: readonly number[],
   filterShape: readonly number[],
-  attrs: Pick<tf.Conv2DBackpropFilterAttrs, "strides" | "pad" | "dimRoundingMode">,
+  attrs: Pick<tf.Conv2DAttrs, "strides" | "pad" | "dimRoundingMode" | "dataFormat"> & {
+    dilations?: tf.Conv2DAttrs["dilations"];
+  },
 ): tf.backend_util.Conv2DInfo {
   return tf.backend_util.computeConv2DInfo(
     inShape as Shape4,
     filterShape as Shape4,
     attrs.strides,
-    1,
+    attrs.dilations ?? 1,
     attrs.pad,
     attrs.dimRoundingMode,
+    false,
+    tf.backend_util.convertConv2DDataFormat(attrs.dataFormat ?? "NHWC"),
   );
 }
 
@@ -120,24 +127,6 @@ function paddedInput(
 
 let originalConv2D: KernelFn | undefined;
 
-/** The geometry of a forward convolution from its attributes. */
-function forwardInfo(
-  x: tf.TensorInfo,
-  filter: tf.TensorInfo,
-  attrs: tf.Conv2DAttrs,
-): tf.backend_util.Conv2DInfo {
-  return tf.backend_util.computeConv2DInfo(
-    x.shape as Shape4,
-    filter.shape as Shape4,
-    attrs.strides,
-    attrs.dilations,
-    attrs.pad,
-    attrs.dimRoundingMode,
-    false,
-    tf.backend_util.convertConv2DDataFormat(attrs.dataFormat ?? "NHWC"),
-  );
-}
-
 /** Whether Winograd's F(2 × 2, 3 × 3) takes a convolution {@linkcode directConv} takes. */
 const winogradTakes = (info: tf.backend_util.Conv2DInfo) =>
   info.filterHeight === 3 && info.filterWidth === 3 && info.inChannels % 4 === 0;
@@ -152,7 +141,7 @@ const winogradTakes = (info: tf.backend_util.Conv2DInfo) =>
 function conv2DWasm(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend } = args;
   const x = inputs.x as tf.TensorInfo, filter = inputs.filter as tf.TensorInfo;
-  const info = forwardInfo(x, filter, args.attrs as unknown as tf.Conv2DAttrs);
+  const info = convInfo(x.shape, filter.shape, args.attrs as unknown as tf.Conv2DAttrs);
   const simd = directConv(backend, info, x);
   if (!simd) return originalConv2D!(args);
   if (winogradTakes(info)) return runWinograd(backend, simd, x, filter, null, false, info);
@@ -177,7 +166,7 @@ function fusedConv2DWasm(args: KernelArgs): tf.TensorInfo {
   const attrs = args.attrs as unknown as tf.FusedConv2DAttrs;
   const x = inputs.x as tf.TensorInfo, filter = inputs.filter as tf.TensorInfo;
   const bias = (inputs.bias ?? null) as tf.TensorInfo | null;
-  const info = forwardInfo(x, filter, attrs);
+  const info = convInfo(x.shape, filter.shape, attrs);
   const simd = directConv(backend, info, x);
   const activation = attrs.activation ?? "linear";
   if (
@@ -289,7 +278,8 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   }
   const info = convInfo(x.shape, attrs.filterShape, attrs);
   const direct = directConv(backend, info, x);
-  if (direct) return conv2DBackpropFilterDirect(args, info, direct);
+  // dW[k, co] = Σ_m xp[patch k of pixel m] · dy[m, co], over a zero-padded copy of x.
+  if (direct) return runDirect("conv_filter_grad", backend, direct, x, dy, info, attrs.filterShape);
   const transpose = wasmKernel("Transpose"), conv2d = originalConv2D!;
   const slice = wasmKernel("Slice");
   const simd = info.strideHeight === 1 && info.strideWidth === 1 ? simdKernels(backend) : null;
@@ -342,26 +332,6 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
       attrs: { perm: [1, 2, 0, 3] },
     });
   });
-}
-
-/**
- * The filter gradient of a stride-1 convolution on `conv_filter_grad` of
- * `kernels/conv.c`: dW[k, co] = Σ_m xp[patch k of pixel m] · dy[m, co],
- * over a zero-padded copy of the input.
- */
-function conv2DBackpropFilterDirect(
-  args: KernelArgs,
-  info: tf.backend_util.Conv2DInfo,
-  simd: SimdKernels,
-): tf.TensorInfo {
-  const { backend } = args;
-  const x = args.inputs.x as tf.TensorInfo, dy = args.inputs.dy as tf.TensorInfo;
-  return runDirect("conv_filter_grad", backend, simd, x, dy, info, [
-    info.filterHeight,
-    info.filterWidth,
-    info.inChannels,
-    info.outChannels,
-  ]);
 }
 
 /**
@@ -423,9 +393,9 @@ let originalConv2DBackpropInput: KernelFn | undefined;
 /**
  * The input gradient of a stride-1 2-D convolution on the WASM backend, as a
  * convolution of the output gradient with the filter rotated by 180° and its
- * channel axes swapped: on the direct kernel when the forward convolution's
- * input channels (this one's output channels) are a multiple of 8, else on
- * XNNPACK's; either is far faster than the backend's reference kernel, which
+ * channel axes swapped: on our kernels ({@linkcode conv2DWasm}: Winograd's
+ * or the direct one) when the forward convolution's input channels (this
+ * one's output channels) are a multiple of 8, else on XNNPACK's; either is far faster than the backend's reference kernel, which
  * other strides still go to.
  */
 function conv2DBackpropInputWasm(args: KernelArgs): tf.TensorInfo {

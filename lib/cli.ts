@@ -228,7 +228,7 @@ function integer(name: string, value: string | undefined, fallback: number, min 
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < min) {
-    throw new UsageError(`--${name} expects an integer ≥ ${min}, got "${value}"`);
+    throw new UsageError(`expected --${name} to be an integer ≥ ${min}, got "${value}"`);
   }
   return n;
 }
@@ -241,7 +241,7 @@ function oneOf<T extends string>(
 ): T {
   if (value === undefined) return fallback;
   if (!allowed.includes(value as T)) {
-    throw new UsageError(`--${name} expects one of ${allowed.join(", ")}, got "${value}"`);
+    throw new UsageError(`expected --${name} to be one of ${allowed.join(", ")}, got "${value}"`);
   }
   return value as T;
 }
@@ -340,11 +340,11 @@ async function trainCommand(args: string[]): Promise<number> {
   const seed = integer("seed", values.seed, 42, 0);
   const learningRate = values.lr === undefined ? undefined : Number(values.lr);
   if (learningRate !== undefined && !(learningRate > 0 && learningRate <= 1)) {
-    throw new UsageError(`--lr expects a number in (0, 1], got "${values.lr}"`);
+    throw new UsageError(`expected --lr to be a number in (0, 1], got "${values.lr}"`);
   }
   const miniEpochs = integer("mini-epochs", values["mini-epochs"], 1);
   if (values.augment !== undefined && values["no-augment"]) {
-    throw new UsageError(`--augment expects mild or strong without --no-augment, got both`);
+    throw new UsageError(`expected --augment or --no-augment, got both`);
   }
   const augmentation = values["no-augment"]
     ? "none"
@@ -362,7 +362,7 @@ async function trainCommand(args: string[]): Promise<number> {
     : Number(values["hard-examples"]);
   if (hardExamples !== undefined && !(hardExamples >= 0 && hardExamples <= 0.5)) {
     throw new UsageError(
-      `--hard-examples expects a fraction in [0, 0.5], got "${values["hard-examples"]}"`,
+      `expected --hard-examples to be a fraction in [0, 0.5], got "${values["hard-examples"]}"`,
     );
   }
   const preset = oneOf(
@@ -404,7 +404,7 @@ async function trainCommand(args: string[]): Promise<number> {
       await Deno.stat(values.teacher);
     } catch {
       throw new UsageError(
-        `--teacher expects a saved model folder or its .json file, got "${values.teacher}", which does not exist`,
+        `expected --teacher to be a saved model folder or its .json file, got "${values.teacher}", which does not exist`,
       );
     }
   }
@@ -642,7 +642,7 @@ async function predictCommand(args: string[]): Promise<number> {
   }
   const top = integer("top", values.top, 1);
   if (top > NUM_CLASSES) {
-    throw new UsageError(`--top expects an integer ≤ ${NUM_CLASSES}, got "${values.top}"`);
+    throw new UsageError(`expected --top to be an integer ≤ ${NUM_CLASSES}, got "${values.top}"`);
   }
   const backend = oneOf<BackendPreference>(
     "backend",
@@ -651,7 +651,7 @@ async function predictCommand(args: string[]): Promise<number> {
     "wasm",
   );
   if (!values.info && positionals.length === 0) {
-    throw new UsageError("predict expects at least one image file (PNG or JPEG), got none");
+    throw new UsageError("expected at least one image file (PNG or JPEG), got none");
   }
   const path = await modelPath(values.model);
   const selection = await selectBackend(backend);
@@ -793,13 +793,13 @@ async function exportCommand(args: string[]): Promise<number> {
     ? false
     : oneOf("quantize", values.quantize, ["int8"], "int8") === "int8";
   if (!quantize && values.onnx === undefined) {
-    throw new UsageError("export expects --onnx FILE, --quantize int8, or both, got neither");
+    throw new UsageError("expected --onnx FILE, --quantize int8, or both, got neither");
   }
   // Not ./models: a quantized copy must not become the newest model that predict picks.
   const out = values.out ?? "./exports";
   const onnxFolder = values.onnx === undefined ? undefined : dirname(values.onnx);
   if (values.onnx !== undefined && (await Deno.stat(values.onnx).catch(() => null))?.isDirectory) {
-    throw new UsageError(`--onnx expects a file name, got the folder "${values.onnx}"`);
+    throw new UsageError(`expected --onnx to be a file name, got the folder "${values.onnx}"`);
   }
   const folders = [
     ...(quantize ? [{ path: out, action: `Cannot save the model in ${JSON.stringify(out)}` }] : []),
@@ -818,7 +818,7 @@ async function exportCommand(args: string[]): Promise<number> {
   if (quantize && model.card?.weights === "uint8") {
     model.dispose();
     throw new UsageError(
-      `--quantize int8 expects a float32 model, got "${path}", which is already quantized`,
+      `expected a float32 model for --quantize int8, got "${path}", which is already quantized`,
     );
   }
   const summary: Record<string, unknown> = { model: path };
@@ -889,7 +889,9 @@ async function serveCommand(args: string[]): Promise<number> {
     return 0;
   }
   const port = integer("port", values.port, 8000, 0);
-  if (port > 65535) throw new UsageError(`--port expects an integer ≤ 65535, got "${values.port}"`);
+  if (port > 65535) {
+    throw new UsageError(`expected --port to be an integer ≤ 65535, got "${values.port}"`);
+  }
   const model = await modelPath(values.model);
   if ((await Deno.permissions.query({ name: "read", path: model })).state !== "granted") {
     const flags = TASK_PERMISSIONS.serve.map((flag) =>
@@ -984,21 +986,26 @@ export async function main(args: string[]): Promise<number> {
     if (command === "serve") return await serveCommand(rest);
     if (command === "preview") return await previewCommand(rest);
     throw new UsageError(
-      `unknown command "${command}": expected train, predict, export, serve or preview`,
+      `Cannot run tinymnist: expected a command (train, predict, export, serve or preview), got "${command}"`,
     );
   } catch (error) {
     const usage = error instanceof UsageError ||
       (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     // node:util's parse errors run to several lines; the first says it all.
-    const message = (error as Error).message.split("\n")[0].replace(/\. To specify .*$/, "")
+    const reason = (error as Error).message.split("\n")[0].replace(/\. To specify .*$/, "")
       .replace(
         /^Option '(--[\w-]+)(?: <value>)?' argument missing$/,
-        "$1 expects a value, got none",
+        "expected a value for $1, got none",
       )
       .replace(
         /^Option '(--[\w-]+)' argument is ambiguous\.?$/,
-        "$1 expects a value, got none before the next option",
-      );
+        "expected a value for $1, got none before the next option",
+      )
+      .replace(/^Unknown option '(.+)'$/, `expected an option of ${command}, got '$1'`);
+    // Usage errors name the action: "Cannot train: expected …, got …".
+    const message = usage && !reason.startsWith("Cannot ")
+      ? `Cannot ${command}: ${reason}`
+      : reason;
     const hint = usage && !(error instanceof PreflightError) ? " (see --help)" : "";
     err(`error: ${message}${hint}\n`);
     return usage ? 2 : 1;

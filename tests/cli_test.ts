@@ -7,52 +7,82 @@ const run = (args: string[]) => runCli(args);
 
 for (
   const [args, message] of [
-    [["--epochs", "0"], 'error: --epochs expects an integer ≥ 1, got "0" (see --help)'],
-    [["--batch-size", "ten"], 'error: --batch-size expects an integer ≥ 1, got "ten" (see --help)'],
+    [
+      ["--epochs", "0"],
+      'error: Cannot train: expected --epochs to be an integer ≥ 1, got "0" (see --help)',
+    ],
+    [
+      ["--batch-size", "ten"],
+      'error: Cannot train: expected --batch-size to be an integer ≥ 1, got "ten" (see --help)',
+    ],
     [
       ["--backend", "tpu"],
-      'error: --backend expects one of auto, webgpu, wasm, cpu, got "tpu" (see --help)',
+      'error: Cannot train: expected --backend to be one of auto, webgpu, wasm, cpu, got "tpu" (see --help)',
     ],
     [
       ["--dataset", "cifar"],
-      'error: --dataset expects one of mnist, fashion-mnist, got "cifar" (see --help)',
+      'error: Cannot train: expected --dataset to be one of mnist, fashion-mnist, got "cifar" (see --help)',
     ],
-    [["--lr=-1"], 'error: --lr expects a number in (0, 1], got "-1" (see --help)'],
-    [["--lr", "Infinity"], 'error: --lr expects a number in (0, 1], got "Infinity" (see --help)'],
-    [["--lr", "1e999"], 'error: --lr expects a number in (0, 1], got "1e999" (see --help)'],
-    [["--lr", "NaN"], 'error: --lr expects a number in (0, 1], got "NaN" (see --help)'],
-    [["--workers", "-1"], 'error: --workers expects an integer ≥ 0, got "-1" (see --help)'],
-    [["--workers=1.5"], 'error: --workers expects an integer ≥ 0, got "1.5" (see --help)'],
-    [["--lr", "-1"], 'error: --lr expects a number in (0, 1], got "-1" (see --help)'],
-    [["--lr", "-Infinity"], 'error: --lr expects a number in (0, 1], got "-Infinity" (see --help)'],
-    [["--augment"], "error: --augment expects a value, got none (see --help)"],
+    [
+      ["--lr=-1"],
+      'error: Cannot train: expected --lr to be a number in (0, 1], got "-1" (see --help)',
+    ],
+    [
+      ["--lr", "Infinity"],
+      'error: Cannot train: expected --lr to be a number in (0, 1], got "Infinity" (see --help)',
+    ],
+    [
+      ["--lr", "1e999"],
+      'error: Cannot train: expected --lr to be a number in (0, 1], got "1e999" (see --help)',
+    ],
+    [
+      ["--lr", "NaN"],
+      'error: Cannot train: expected --lr to be a number in (0, 1], got "NaN" (see --help)',
+    ],
+    [
+      ["--workers", "-1"],
+      'error: Cannot train: expected --workers to be an integer ≥ 0, got "-1" (see --help)',
+    ],
+    [
+      ["--workers=1.5"],
+      'error: Cannot train: expected --workers to be an integer ≥ 0, got "1.5" (see --help)',
+    ],
+    [
+      ["--lr", "-1"],
+      'error: Cannot train: expected --lr to be a number in (0, 1], got "-1" (see --help)',
+    ],
+    [
+      ["--lr", "-Infinity"],
+      'error: Cannot train: expected --lr to be a number in (0, 1], got "-Infinity" (see --help)',
+    ],
+    [["--augment"], "error: Cannot train: expected a value for --augment, got none (see --help)"],
     [
       ["--epochs", "--json"],
-      "error: --epochs expects a value, got none before the next option (see --help)",
+      "error: Cannot train: expected a value for --epochs, got none before the next option (see --help)",
     ],
     [
       ["--teacher", "/nonexistent/model"],
-      'error: --teacher expects a saved model folder or its .json file, got "/nonexistent/model", which does not exist (see --help)',
+      'error: Cannot train: expected --teacher to be a saved model folder or its .json file, got "/nonexistent/model", which does not exist (see --help)',
     ],
     [
       ["--augment", "heavy"],
-      'error: --augment expects one of mild, strong, got "heavy" (see --help)',
+      'error: Cannot train: expected --augment to be one of mild, strong, got "heavy" (see --help)',
     ],
     [
       ["--augment", "strong", "--no-augment"],
-      "error: --augment expects mild or strong without --no-augment, got both (see --help)",
+      "error: Cannot train: expected --augment or --no-augment, got both (see --help)",
     ],
     [
       ["--robustness-images", "0"],
-      'error: --robustness-images expects an integer ≥ 1, got "0" (see --help)',
+      'error: Cannot train: expected --robustness-images to be an integer ≥ 1, got "0" (see --help)',
     ],
     [
       ["--bogus"],
-      "error: Unknown option '--bogus' (see --help)",
+      "error: Cannot train: expected an option of train, got '--bogus' (see --help)",
     ],
     [
       ["fly"],
-      'error: unknown command "fly": expected train, predict, export, serve or preview (see --help)',
+      'error: Cannot run tinymnist: expected a command (train, predict, export, serve or preview), got "fly" (see --help)',
     ],
   ] as const
 ) {

@@ -76,6 +76,6 @@ Deno.test("export needs something to do", async () => {
   assert.equal(code, 2);
   assert.equal(
     stderr,
-    "error: export expects --onnx FILE, --quantize int8, or both, got neither (see --help)\n",
+    "error: Cannot export: expected --onnx FILE, --quantize int8, or both, got neither (see --help)\n",
   );
 });

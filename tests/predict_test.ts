@@ -164,6 +164,6 @@ Deno.test("predict: --info prints the model card; no model says how to train one
   assert.equal(usage.code, 2);
   assert.equal(
     usage.stderr,
-    "error: predict expects at least one image file (PNG or JPEG), got none (see --help)\n",
+    "error: Cannot predict: expected at least one image file (PNG or JPEG), got none (see --help)\n",
   );
 });

@@ -839,6 +839,25 @@ function resolve(options: AugmentOptions): Resolved {
 const augmentMap = new Float64Array(6);
 
 /**
+ * Draw one image's affine warp into `m` (the identity when its coin says no):
+ * the affine coin, then rotation, dx, dy, scale and shear. Returns whether
+ * the map is not the identity.
+ */
+function drawAffine(o: Resolved, rng: Rng, m: InverseMap): boolean {
+  if (rng.next() < o.pAffine) {
+    const rotation = rng.uniform(-o.rotation, o.rotation);
+    const dx = rng.uniform(-o.translate, o.translate);
+    const dy = rng.uniform(-o.translate, o.translate);
+    const scale = rng.uniform(o.scaleLo, o.scaleHi);
+    const shear = rng.uniform(-o.shear, o.shear);
+    inverseMap(m, rotation, dx, dy, scale, shear);
+    return !isIdentity(m);
+  }
+  inverseMap(m, 0, 0, 0, 1, 0);
+  return false;
+}
+
+/**
  * Randomly augment a batch. Each image independently gets, with its own
  * probability: an affine warp (rotation, translation, scale and shear in one
  * matrix), then an elastic distortion, then Gaussian noise. When both the
@@ -890,18 +909,7 @@ export function augmentBatch(
   const m = augmentMap;
   for (let n = 0; n < count; n++) {
     const off = n * PIXELS;
-    let warp = false;
-    if (rng.next() < o.pAffine) {
-      const rotation = rng.uniform(-o.rotation, o.rotation);
-      const dx = rng.uniform(-o.translate, o.translate);
-      const dy = rng.uniform(-o.translate, o.translate);
-      const scale = rng.uniform(o.scaleLo, o.scaleHi);
-      const shear = rng.uniform(-o.shear, o.shear);
-      inverseMap(m, rotation, dx, dy, scale, shear);
-      warp = !isIdentity(m);
-    } else {
-      inverseMap(m, 0, 0, 0, 1, 0);
-    }
+    const warp = drawAffine(o, rng, m);
     let elastic = false;
     if (rng.next() < o.pElastic && o.alpha > 0) {
       elasticFields(o.alpha, o.sigma, rng);
@@ -925,4 +933,88 @@ export function augmentBatch(
     }
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------
+// Augmentation drawn here, applied on a device (`device_augment.ts`)
+
+/**
+ * Values per image in {@linkcode drawAugmentation}'s rows: the inverse map
+ * `[a, b, c, d, ox, oy]`, the elastic scale and field, the noise sigma and
+ * noise image. Internal.
+ */
+export const AUGMENT_ROW = 10;
+
+/**
+ * Elastic displacement fields for a bank: `count` fields, each `[2, 784]`
+ * (x displacements, then y), drawn and blurred as {@linkcode augmentBatch}
+ * draws one (`alpha · G_sigma * U(-1, 1)`) but with alpha 1, so that a
+ * row's elastic scale is its alpha. Internal.
+ *
+ * @param count Fields, ≥ 1.
+ * @param sigma Standard deviation of the blur in pixels, ≥ 0.
+ * @param rng Drives the uniform fields.
+ * @returns `count * 2 * 784` values.
+ */
+export function elasticFieldBank(count: number, sigma: number, rng: Rng): Float32Array {
+  const bank = new Float32Array(count * 2 * PIXELS);
+  for (let k = 0; k < count; k++) {
+    elasticFields(1, sigma, rng);
+    bank.set(fieldX, 2 * k * PIXELS);
+    bank.set(fieldY, (2 * k + 1) * PIXELS);
+  }
+  return bank;
+}
+
+/**
+ * Draw the augmentation of `count` images as {@linkcode augmentBatch} would,
+ * with the same probabilities and ranges, but as numbers for a device to
+ * apply: one row of {@linkcode AUGMENT_ROW} values per image. Instead of
+ * drawing 784 uniforms for a fresh elastic field or 784 normals for fresh
+ * noise, an image picks one of a bank's `fields` precomputed fields (scaled
+ * by ±alpha, the sign drawn too, which is a field of the same distribution)
+ * or `noises` noise images. Per image the RNG is used in this order: affine
+ * coin, then (if applied) rotation, dx, dy, scale, shear; elastic coin, then
+ * (if applied) field and sign; noise coin, then (if applied) noise image.
+ * Internal.
+ *
+ * @param count Images.
+ * @param options As for {@linkcode augmentBatch}.
+ * @param rng Drives every choice.
+ * @param fields Elastic fields in the bank, ≥ 1.
+ * @param noises Noise images in the bank, ≥ 1.
+ * @returns `count * AUGMENT_ROW` values; an image without elastic distortion
+ * has elastic scale 0, one without noise has sigma 0.
+ * @throws {TypeError | RangeError} For bad options, as {@linkcode augmentBatch}.
+ */
+export function drawAugmentation(
+  count: number,
+  options: AugmentOptions,
+  rng: Rng,
+  fields: number,
+  noises: number,
+): Float32Array {
+  const o = resolve(options);
+  checkRng("augment images", rng);
+  const rows = new Float32Array(count * AUGMENT_ROW);
+  const m = augmentMap;
+  for (let n = 0; n < count; n++) {
+    const row = n * AUGMENT_ROW;
+    drawAffine(o, rng, m);
+    rows.set(m, row);
+    if (rng.next() < o.pElastic && o.alpha > 0) {
+      rows[row + 7] = rng.int(fields);
+      rows[row + 6] = rng.next() < 0.5 ? -o.alpha : o.alpha;
+    }
+    if (rng.next() < o.pNoise && o.noise > 0) {
+      rows[row + 8] = o.noise;
+      rows[row + 9] = rng.int(noises);
+    }
+  }
+  return rows;
+}
+
+/** The elastic sigma of a set of options (for the bank), validated. Internal. */
+export function elasticSigmaOf(options: AugmentOptions): number {
+  return resolve(options).sigma;
 }

@@ -6,8 +6,9 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { augmentBatch } from "./augment.ts";
+import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { DeviceAdam } from "./device_adam.ts";
+import { DeviceAugmenter } from "./device_augment.ts";
 import { trainingForward } from "./forward.ts";
 import { gatherImages, IMAGE_PIXELS, IMAGE_SIZE } from "./images.ts";
 import { softTargets, trainingLoss } from "./loss.ts";
@@ -24,10 +25,14 @@ async function allWeightsFinite(net: tf.LayersModel): Promise<boolean> {
 }
 
 /**
- * The step that trains in this thread. Without augmentation (`augmented`
- * false) the training set is uploaded once and each batch is gathered on the
- * device; otherwise each batch is augmented here and uploaded. Per-example
- * losses go to the tracker as tensors, read back in batches. Internal.
+ * The step that trains in this thread. On webgpu the training set is uploaded
+ * once and each batch is gathered, and augmented, on the GPU
+ * ({@linkcode DeviceAugmenter}): a step uploads the batch's indices and its
+ * augmentation parameters, not its pixels. On wasm and cpu, whose tensors
+ * live in this process's memory, each augmented batch is augmented here
+ * (`augmentBatch`, faster there) and copied in; without augmentation it is
+ * gathered from the training set copied in once. Per-example losses go to
+ * the tracker as tensors, read back in batches. Internal.
  *
  * @param context The model, data and loss settings.
  * @param augmented Whether any batch of the run is augmented.
@@ -36,23 +41,31 @@ async function allWeightsFinite(net: tf.LayersModel): Promise<boolean> {
 export function threadStep(context: StepContext, augmented: boolean): TrainingStep {
   const { net, data, rng, tracker, teacher } = context;
   const optimizer = new DeviceAdam(net.trainableWeights.map((w) => w.read() as tf.Variable));
-  const allImages = augmented
+  const device = tf.getBackend() === "webgpu"
+    ? new DeviceAugmenter(data.images, data.count, rng.int(2 ** 31))
+    : null;
+  const allImages = device || augmented
     ? null
     : tf.tensor4d(data.images, [data.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
   const allLabels = tf.tensor1d(data.labels, "int32");
   let pixels = new Float32Array(0); // reused, grown to the largest batch
+  /** The batch `ids` on the backend, augmented when `augment` is given. */
+  const batchOf = (ids: Int32Array, indices: tf.Tensor1D, augment: AugmentOptions | null) => {
+    if (device) return device.batch(indices, augment, rng);
+    if (allImages) return tf.gather(allImages, indices);
+    if (pixels.length < ids.length * IMAGE_PIXELS) {
+      pixels = new Float32Array(ids.length * IMAGE_PIXELS);
+    }
+    const batch = gatherImages(data.images, ids, pixels);
+    return tf.tensor4d(
+      augment ? augmentBatch(batch, augment, rng) : batch,
+      [ids.length, IMAGE_SIZE, IMAGE_SIZE, 1],
+    );
+  };
   return {
     take(ids, learningRate, augment) {
-      if (pixels.length < ids.length * IMAGE_PIXELS) {
-        pixels = new Float32Array(ids.length * IMAGE_PIXELS);
-      }
       const indices = tf.tensor1d(ids, "int32");
-      const x: tf.Tensor4D = allImages ? tf.gather(allImages, indices) : tf.tensor4d(
-        augment
-          ? augmentBatch(gatherImages(data.images, ids, pixels), augment, rng)
-          : gatherImages(data.images, ids, pixels),
-        [ids.length, IMAGE_SIZE, IMAGE_SIZE, 1],
-      );
+      const x = batchOf(ids, indices, augment);
       let perExample: tf.Tensor | undefined;
       // The teacher sees the same (augmented) images, in inference mode, outside the gradient.
       const soft = teacher &&
@@ -82,6 +95,7 @@ export function threadStep(context: StepContext, augmented: boolean): TrainingSt
     },
     weightsFinite: () => allWeightsFinite(net),
     finish() {
+      device?.dispose();
       allImages?.dispose();
       allLabels.dispose();
       optimizer.dispose();

@@ -1,9 +1,9 @@
 /**
- * Augmentation on a WebGPU device: the training images stay in one tensor on
- * the GPU (uploaded once), and each batch is gathered and warped there by
- * one compute shader, so a training step uploads the batch's indices and a
- * small table of per-image parameters ({@linkcode AUGMENT_ROW} numbers an
- * image) instead of the augmented pixels. Used by the one-thread trainer
+ * Augmentation on a WebGPU device: the training images stay on the GPU
+ * (uploaded once, as one byte a pixel), and each batch is gathered and warped
+ * there by one compute shader, so a training step uploads the batch's indices
+ * and a small table of per-image parameters ({@linkcode AUGMENT_ROW} numbers
+ * an image) instead of its pixels. Used by the one-thread trainer
  * (`thread_step.ts`) on webgpu. Internal.
  *
  * @module
@@ -30,6 +30,31 @@ export const ELASTIC_BANK_SIZE = 1024;
 /** Precomputed standard-normal noise images on the device: 256 images, 0.8 MB. */
 export const NOISE_BANK_SIZE = 256;
 
+/** The float32 value of each byte `k`, `k / 255` (as `toFloat32Images` makes them). */
+const PIXEL_VALUES = new Float32Array(256).map((_, k) => k / 255);
+
+/**
+ * The bytes `k` of pixels that are all `k / 255` in float32, four to an
+ * int32 (little-endian, so pixel `i` is byte `i % 4` of word `i >> 2`), or
+ * `null` when some pixel is not.
+ */
+function packBytes(pixels: Float32Array): Int32Array | null {
+  const bytes = new Uint8Array(Math.ceil(pixels.length / 4) * 4);
+  for (let i = 0; i < pixels.length; i++) {
+    const k = Math.round(pixels[i] * 255);
+    if (!(k >= 0 && k <= 255 && PIXEL_VALUES[k] === pixels[i])) return null;
+    bytes[i] = k;
+  }
+  return new Int32Array(bytes.buffer);
+}
+
+/** Rows that leave `count` images as they are (the identity map, no distortion, no noise). */
+function identityRows(count: number): Float32Array {
+  const rows = new Float32Array(count * AUGMENT_ROW);
+  for (let i = 0; i < count; i++) rows.set([1, 0, 0, 1], i * AUGMENT_ROW);
+  return rows;
+}
+
 /** Name of the kernel, registered for the webgpu backend. */
 const KERNEL = "TinymnistAugment";
 
@@ -40,7 +65,7 @@ const KERNEL = "TinymnistAugment";
  * the row's noise, clamped to [0, 1].
  */
 class AugmentProgram implements WebGPUProgram {
-  variableNames = ["images", "ids", "params", "fields", "noise"];
+  variableNames = ["images", "values", "ids", "params", "fields", "noise"];
   outputShape: number[];
   shaderKey = KERNEL;
   dispatchLayout: { x: number[] };
@@ -65,7 +90,8 @@ class AugmentProgram implements WebGPUProgram {
         if (x < 0 || y < 0 || x >= ${size} || y >= ${size}) {
           return 0.0;
         }
-        return images[base + y * ${size} + x];
+        let i = base + y * ${size} + x;
+        return values[(images[i >> 2u] >> (u32(i & 3) * 8u)) & 255];
       }
 
       fn main(index : i32) {
@@ -106,7 +132,7 @@ class AugmentProgram implements WebGPUProgram {
   }
 }
 
-/** The webgpu kernel: inputs `images`, `ids`, `params`, `fields`, `noise`. */
+/** The webgpu kernel: inputs `images` (bytes), `values`, `ids`, `params`, `fields`, `noise`. */
 function augmentKernel(
   { inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend },
 ): tf.TensorInfo {
@@ -139,7 +165,10 @@ function registerAugmentKernel(): void {
  * device, rather than fresh ones per image. Internal.
  */
 export class DeviceAugmenter {
-  readonly #images: tf.Tensor2D;
+  /** The pixels' bytes, four to an int32. */
+  readonly #images: tf.Tensor1D;
+  /** {@linkcode PIXEL_VALUES}. */
+  readonly #values: tf.Tensor1D;
   readonly #rng: Rng;
   readonly #fieldBank: Float32Array | undefined;
   /** `[ELASTIC_BANK_SIZE, 2 * 784]` for `#fieldSigma`, made on first use. */
@@ -150,27 +179,44 @@ export class DeviceAugmenter {
   /** One zero, in place of a bank that no row of a batch reads. */
   readonly #none: tf.Tensor1D;
 
+  private constructor(bytes: Int32Array, seed: number, fieldBank?: Float32Array) {
+    registerAugmentKernel();
+    this.#images = tf.tensor1d(bytes, "int32");
+    this.#values = tf.tensor1d(PIXEL_VALUES);
+    this.#rng = createRng(seed);
+    this.#fieldBank = fieldBank;
+    this.#none = tf.zeros([1]);
+  }
+
   /**
-   * Upload the images.
+   * Upload the images, one byte a pixel, when they are 8-bit pixels scaled to
+   * [0, 1] (each `k / 255` in float32, as `loadMnist` makes them) and their
+   * bytes fit in one storage binding of the device; else `null` (the caller
+   * uploads each batch instead). A float32 copy of MNIST's 60,000 training
+   * images (188 MB) would not fit the 128 MiB that WebGPU guarantees.
    *
    * @param images `count * 784` pixels in [0, 1].
-   * @param count Images.
    * @param seed Seed of the banks' random numbers.
    * @param fieldBank The elastic fields to use instead of drawn ones (tests),
    * `ELASTIC_BANK_SIZE * 2 * 784` values laid out as {@linkcode elasticFieldBank}'s.
+   * @returns The augmenter, or `null`.
    * @throws {BackendError} When the active backend is not webgpu.
    */
-  constructor(images: Float32Array, count: number, seed: number, fieldBank?: Float32Array) {
+  static create(
+    images: Float32Array,
+    seed: number,
+    fieldBank?: Float32Array,
+  ): DeviceAugmenter | null {
     if (tf.getBackend() !== "webgpu") {
       throw new BackendError(
         `Cannot augment on the device: expected the webgpu backend, got ${tf.getBackend()}`,
       );
     }
-    registerAugmentKernel();
-    this.#images = tf.tensor2d(images, [count, IMAGE_PIXELS]);
-    this.#rng = createRng(seed);
-    this.#fieldBank = fieldBank;
-    this.#none = tf.zeros([1]);
+    const limit = (tf.backend() as unknown as WebGPUBackend).device.limits
+      .maxStorageBufferBindingSize;
+    if (images.length > limit) return null;
+    const bytes = packBytes(images);
+    return bytes && new DeviceAugmenter(bytes, seed, fieldBank);
   }
 
   /**
@@ -185,9 +231,11 @@ export class DeviceAugmenter {
   batch(ids: tf.Tensor1D, augment: AugmentOptions | null, rng: Rng): tf.Tensor4D {
     const count = ids.shape[0];
     const shape: [number, number, number, number] = [count, IMAGE_SIZE, IMAGE_SIZE, 1];
-    if (!augment) return tf.tidy(() => tf.gather(this.#images, ids).reshape(shape));
-    const rows = drawAugmentation(count, augment, rng, ELASTIC_BANK_SIZE, NOISE_BANK_SIZE);
-    return tf.tidy(() => this.warp(ids, rows, elasticSigmaOf(augment)).reshape(shape));
+    const rows = augment
+      ? drawAugmentation(count, augment, rng, ELASTIC_BANK_SIZE, NOISE_BANK_SIZE)
+      : identityRows(count);
+    const sigma = augment ? elasticSigmaOf(augment) : undefined;
+    return tf.tidy(() => this.warp(ids, rows, sigma).reshape(shape));
   }
 
   /**
@@ -211,6 +259,7 @@ export class DeviceAugmenter {
     return tf.tidy(() => {
       const inputs = {
         images: this.#images,
+        values: this.#values,
         ids,
         params: tf.tensor2d(rows, [count, AUGMENT_ROW]),
         fields,
@@ -244,7 +293,7 @@ export class DeviceAugmenter {
 
   /** Free the images and the banks. */
   dispose(): void {
-    tf.dispose([this.#images, this.#none]);
+    tf.dispose([this.#images, this.#values, this.#none]);
     this.#fields?.dispose();
     this.#noise?.dispose();
   }

@@ -26,12 +26,13 @@ async function allWeightsFinite(net: tf.LayersModel): Promise<boolean> {
 
 /**
  * The step that trains in this thread. On webgpu the training set is uploaded
- * once and each batch is gathered, and augmented, on the GPU
- * ({@linkcode DeviceAugmenter}): a step uploads the batch's indices and its
- * augmentation parameters, not its pixels. On wasm and cpu, whose tensors
- * live in this process's memory, each augmented batch is augmented here
- * (`augmentBatch`, faster there) and copied in; without augmentation it is
- * gathered from the training set copied in once. Per-example losses go to
+ * once (one byte a pixel) and each batch is gathered, and augmented, on the
+ * GPU ({@linkcode DeviceAugmenter}): a step uploads the batch's indices and
+ * its augmentation parameters, not its pixels; images that are not 8-bit
+ * are augmented here and uploaded batch by batch. On wasm and cpu, whose
+ * tensors live in this process's memory, each augmented batch is augmented
+ * here (`augmentBatch`, faster there) and copied in; without augmentation it
+ * is gathered from the training set copied in once. Per-example losses go to
  * the tracker as tensors, read back in batches. Internal.
  *
  * @param context The model, data and loss settings.
@@ -41,10 +42,10 @@ async function allWeightsFinite(net: tf.LayersModel): Promise<boolean> {
 export function threadStep(context: StepContext, augmented: boolean): TrainingStep {
   const { net, data, rng, tracker, teacher } = context;
   const optimizer = new DeviceAdam(net.trainableWeights.map((w) => w.read() as tf.Variable));
-  const device = tf.getBackend() === "webgpu"
-    ? new DeviceAugmenter(data.images, data.count, rng.int(2 ** 31))
-    : null;
-  const allImages = device || augmented
+  const webgpu = tf.getBackend() === "webgpu";
+  const device = webgpu ? DeviceAugmenter.create(data.images, rng.int(2 ** 31)) : null;
+  // On webgpu a float32 copy of the whole training set may not fit one storage binding.
+  const allImages = webgpu || augmented
     ? null
     : tf.tensor4d(data.images, [data.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
   const allLabels = tf.tensor1d(data.labels, "int32");

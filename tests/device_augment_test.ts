@@ -57,7 +57,7 @@ Deno.test({
       elasticProbability: 0,
       noiseProbability: 0,
     };
-    const augmenter = new DeviceAugmenter(images, COUNT, 1);
+    const augmenter = DeviceAugmenter.create(images, 1)!;
     try {
       for (const seed of [1, 2, 3]) {
         const device = augmenter.batch(onDevice, options, createRng(seed));
@@ -78,7 +78,7 @@ Deno.test({
   name: "device augmentation: strength 0 and no options give the images as they are",
   ignore,
   async fn() {
-    const augmenter = new DeviceAugmenter(images, COUNT, 1);
+    const augmenter = DeviceAugmenter.create(images, 1)!;
     try {
       for (const options of [{ strength: 0 }, null]) {
         const x = augmenter.batch(onDevice, options, createRng(5));
@@ -111,7 +111,7 @@ Deno.test({
     const rows = drawAugmentation(ids.length, options, createRng(9), ELASTIC_BANK_SIZE, 1);
     const signs = ids.map((_, i) => Math.sign(rows[i * AUGMENT_ROW + 6]));
     assert.ok(signs.includes(1) && signs.includes(-1));
-    const augmenter = new DeviceAugmenter(images, COUNT, 1, bank);
+    const augmenter = DeviceAugmenter.create(images, 1, bank)!;
     try {
       const device = augmenter.warp(onDevice, rows);
       const out = (await device.data()) as Float32Array;
@@ -132,9 +132,10 @@ Deno.test({
   name: "device augmentation: drawn elastic fields and noise have their sizes, in [0, 1]",
   ignore,
   async fn() {
-    const augmenter = new DeviceAugmenter(images, COUNT, 1);
-    const flat = new Float32Array(784).fill(0.5);
-    const grey = new DeviceAugmenter(new Float32Array(COUNT * 784).fill(0.5), COUNT, 2);
+    const augmenter = DeviceAugmenter.create(images, 1)!;
+    const GREY = Math.fround(128 / 255);
+    const flat = new Float32Array(784).fill(GREY);
+    const grey = DeviceAugmenter.create(new Float32Array(COUNT * 784).fill(GREY), 2)!;
     try {
       // Elastic only, alpha 34 (Simard et al.): the digits change, within [0, 1].
       // The bank made during the first call, inside a tidy, stays for the next ones.
@@ -165,7 +166,7 @@ Deno.test({
       for (let i = 0; i < ids.length; i++) {
         const image = out.subarray(i * 784, (i + 1) * 784);
         const sigma = rows[i * AUGMENT_ROW + 8];
-        const sd = Math.sqrt(image.reduce((a, v) => a + (v - 0.5) ** 2, 0) / 784);
+        const sd = Math.sqrt(image.reduce((a, v) => a + (v - GREY) ** 2, 0) / 784);
         if (sigma === 0) {
           assert.deepEqual(image, flat);
         } else {
@@ -178,6 +179,41 @@ Deno.test({
       augmenter.dispose();
       grey.dispose();
     }
+  },
+});
+
+Deno.test({
+  name: "device augmentation: all 60,000 training images fit on the device, read back exactly",
+  ignore,
+  async fn() {
+    // As float32 (188 MB) they would exceed the 128 MiB storage binding that WebGPU guarantees
+    // (llvmpipe's limit), and the shader would read zeros; as bytes they take 47 MB.
+    const augmenter = DeviceAugmenter.create(data.train.images, 1)!;
+    const last = [0, 30_000, 59_999];
+    const ids = tf.tensor1d(last, "int32");
+    try {
+      const x = augmenter.batch(ids, null, createRng(1));
+      const out = await x.data();
+      x.dispose();
+      last.forEach((id, i) =>
+        assert.deepEqual(
+          out.subarray(i * 784, (i + 1) * 784),
+          data.train.images.subarray(id * 784, (id + 1) * 784),
+        )
+      );
+    } finally {
+      ids.dispose();
+      augmenter.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "device augmentation: images that are not 8-bit stay on the host",
+  ignore,
+  fn() {
+    const images = new Float32Array(2 * 784).fill(0.5); // 127.5 / 255
+    assert.equal(DeviceAugmenter.create(images, 1), null);
   },
 });
 

@@ -22,16 +22,13 @@ import {
   elasticSigmaOf,
 } from "./augment.ts";
 import { BackendError } from "./backend_error.ts";
-import { IMAGE_PIXELS, IMAGE_SIZE } from "./images.ts";
+import { IMAGE_PIXELS, IMAGE_SIZE, PIXEL_VALUES } from "./images.ts";
 import { createRng, type Rng } from "./rng.ts";
 
 /** Precomputed elastic fields on the device: 1,024 fields of 2 × 784 floats, 6.4 MB. */
 export const ELASTIC_BANK_SIZE = 1024;
 /** Precomputed standard-normal noise images on the device: 256 images, 0.8 MB. */
 export const NOISE_BANK_SIZE = 256;
-
-/** The float32 value of each byte `k`, `k / 255` (as `toFloat32Images` makes them). */
-const PIXEL_VALUES = new Float32Array(256).map((_, k) => k / 255);
 
 /**
  * The bytes `k` of pixels that are all `k / 255` in float32, four to an

@@ -14,6 +14,12 @@ export const IMAGE_PIXELS: number = IMAGE_SIZE * IMAGE_SIZE;
 /** Number of classes (digits 0–9). */
 export const NUM_CLASSES = 10;
 
+/**
+ * The float32 pixel value of each byte `k` of an 8-bit image, `k / 255`: what
+ * `toFloat32Images` (and so `loadMnist`) makes of it. Internal.
+ */
+export const PIXEL_VALUES: Float32Array = new Float32Array(256).map((_, k) => k / 255);
+
 /** Labelled images: `count` images of 28×28 pixels in [0, 1], and their digits. */
 export interface LabelledImages {
   /** `count * 784` pixels in [0, 1], row-major `[count, 28, 28, 1]` (NHWC). */

@@ -19,6 +19,7 @@
  */
 
 import { parseIdxImages, parseIdxLabels } from "./idx.ts";
+import { IMAGE_SIZE, PIXEL_VALUES } from "./images.ts";
 
 /** The datasets `loadMnist` knows. Both have 28x28 images in 10 classes. */
 export type Dataset = "mnist" | "fashion-mnist";
@@ -230,11 +231,6 @@ const MIRRORS: Record<Dataset, readonly string[]> = {
   ],
 };
 
-const IMAGE_SIZE = 28;
-
-/** 0..255 -> 0..1 as float32, so the conversion is one table lookup a pixel. */
-const PIXEL_SCALE: Float32Array = new Float32Array(256).map((_, i) => i / 255);
-
 /**
  * Convert uint8 pixels to float32 in [0, 1] (pixel / 255).
  *
@@ -252,7 +248,7 @@ const PIXEL_SCALE: Float32Array = new Float32Array(256).map((_, i) => i / 255);
  */
 export function toFloat32Images(pixels: Uint8Array): Float32Array {
   const out = new Float32Array(pixels.length);
-  for (let i = 0; i < pixels.length; i++) out[i] = PIXEL_SCALE[pixels[i]];
+  for (let i = 0; i < pixels.length; i++) out[i] = PIXEL_VALUES[pixels[i]];
   return out;
 }
 

@@ -26,7 +26,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags, usage } from "./_usage.ts";
 import { selectBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/evaluate.ts";
 import { loadMnist } from "../lib/mnist.ts";
@@ -41,28 +41,17 @@ import {
 } from "../lib/model.ts";
 import { MILD_AUGMENTATION, STRONG_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
 
-const { values } = parseFlags();
-
-/** The flags; an unknown one or a missing value is a usage error. */
-function parseFlags() {
-  try {
-    return parseArgs({
-      args: Deno.args,
-      options: {
-        part: { type: "string", default: "0/1" },
-        seeds: { type: "string" },
-        set: { type: "string", default: "ablation" },
-        only: { type: "string" },
-        backend: { type: "string", default: "wasm" },
-        validation: { type: "boolean", default: false },
-        "validation-split": { type: "string", default: "last" },
-        "teacher-epochs": { type: "string", default: "1" },
-      },
-    });
-  } catch (error) {
-    usage((error as Error).message);
-  }
-}
+const ACTION = "run the ablation";
+const { values } = parseFlags(ACTION, "ablation", {
+  part: { type: "string", default: "0/1" },
+  seeds: { type: "string" },
+  set: { type: "string", default: "ablation" },
+  only: { type: "string" },
+  backend: { type: "string", default: "wasm" },
+  validation: { type: "boolean", default: false },
+  "validation-split": { type: "string", default: "last" },
+  "teacher-epochs": { type: "string", default: "1" },
+});
 const [part, parts] = values.part!.split("/").map(Number);
 /** Every recipe feature off; the default recipe is `train`'s defaults. */
 const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false };
@@ -234,12 +223,9 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
   },
 };
 const chosen = sets[values.set!];
-/** Print a usage error in one line and exit with code 2. */
-function usage(message: string): never {
-  console.error(`error: ${message}`);
-  Deno.exit(2);
+if (!chosen) {
+  usage(ACTION, `expected --set to be ${Object.keys(sets).join(" or ")}, got "${values.set}"`);
 }
-if (!chosen) usage(`--set expects ${Object.keys(sets).join(" or ")}, got "${values.set}"`);
 const seeds = (values.seeds ?? chosen.seeds).split(",").map(Number);
 const variants = chosen.variants;
 await selectBackend(values.backend as "wasm");
@@ -256,7 +242,7 @@ const rows = (from: number, to: number) => ({
 });
 const split = values["validation-split"];
 if (split !== "last" && split !== "first") {
-  usage(`--validation-split expects last or first, got "${split}"`);
+  usage(ACTION, `expected --validation-split to be last or first, got "${split}"`);
 }
 const all = mnist.train.count;
 const data = !values.validation

@@ -22,23 +22,21 @@
  * (`--help` says more). With fewer than 60,000 images the accuracy is not that of a full pass.
  * Never part of `deno task test`; speed is never asserted.
  */
-import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
-import { type BackendName, selectBackend } from "../lib/backend.ts";
+import { BACKEND_ORDER, type BackendName, selectBackend } from "../lib/backend.ts";
+import { parseFlags, usage } from "./_usage.ts";
 import { evaluate } from "../lib/evaluate.ts";
 import { loadMnist } from "../lib/mnist.ts";
 import { createModel } from "../lib/model.ts";
 import { train } from "../lib/train.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    images: { type: "string", default: "60000" },
-    backends: { type: "string", default: "webgpu,wasm" },
-    "data-dir": { type: "string" },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
-  },
+const ACTION = "run the GPU check";
+const { values } = parseFlags(ACTION, "bench:gpu", {
+  images: { type: "string", default: "60000" },
+  backends: { type: "string", default: "webgpu,wasm" },
+  "data-dir": { type: "string" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", default: false },
 });
 if (values.help) {
   console.log(`Usage: deno task bench:gpu [--images N] [--backends LIST] [--data-dir DIR] [--json]
@@ -51,14 +49,15 @@ goes to stderr; the table (or one JSON object with --json) to stdout.`);
 }
 const images = Number(values.images);
 if (!Number.isInteger(images) || images < 640 || images > 60_000) {
-  console.error(
-    `error: --images expects an integer from 640 to 60000, got "${values.images}" (see --help)`,
-  );
-  Deno.exit(2);
+  usage(ACTION, `expected --images to be an integer from 640 to 60000, got "${values.images}"`);
 }
 /** Progress on stderr: the runs take a while and print their results at the end. */
 const note = (line: string) => console.error(line);
-const backends = values.backends.split(",") as BackendName[];
+const backends = values.backends!.split(",") as BackendName[];
+const unknown = backends.find((name) => !BACKEND_ORDER.includes(name));
+if (unknown !== undefined) {
+  usage(ACTION, `expected --backends to list ${BACKEND_ORDER.join(", ")}, got "${unknown}"`);
+}
 const data = await loadMnist({ dir: values["data-dir"] });
 const subset = {
   count: images,

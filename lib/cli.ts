@@ -36,7 +36,7 @@ Options:
                      (default 0.03)
   --mini-epochs K    split the pass into K chunks with their own schedule (default 1)
   --hard-examples F  re-present the highest-loss examples for this fraction of
-                     the pass, within the same budget (default 0.15)
+                     the pass, within the same budget; 0 to 0.5 (default 0.15)
   --workers N        data-parallel wasm workers, 0 for this thread only
                      (default 2 on wasm, 0 on webgpu and cpu)
   --teacher PATH     distil this trained model into the new one (soft targets
@@ -608,13 +608,16 @@ async function trainCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-/** The model a command uses: `--model`, else the newest in ./models, else an error saying how to train one. */
-async function modelPath(flag: string | undefined): Promise<string> {
+/**
+ * The model a command uses: `--model`, else the newest in ./models, else an
+ * error (naming `command`) saying how to train one.
+ */
+async function modelPath(flag: string | undefined, command: string): Promise<string> {
   if (flag !== undefined) return flag;
   const newest = await newestModel("./models");
   if (newest === undefined) {
     throw new Error(
-      "no model in ./models: train one with `deno task train`, or pass --model PATH",
+      `Cannot ${command}: expected a model in ./models, got none (train one with \`deno task train\`, or pass --model PATH)`,
     );
   }
   return newest;
@@ -653,7 +656,7 @@ async function predictCommand(args: string[]): Promise<number> {
   if (!values.info && positionals.length === 0) {
     throw new UsageError("expected at least one image file (PNG or JPEG), got none");
   }
-  const path = await modelPath(values.model);
+  const path = await modelPath(values.model, "predict");
   const selection = await selectBackend(backend);
   const model = await loadModel(path);
   if (values.info) {
@@ -688,9 +691,9 @@ async function predictCommand(args: string[]): Promise<number> {
       results.push({ file, error: "" });
     } catch (error) {
       const message = error instanceof Deno.errors.NotFound
-        ? "no such file"
+        ? "Cannot read image: expected a file, got none at this path"
         : error instanceof Deno.errors.IsADirectory
-        ? "a folder, not an image file"
+        ? "Cannot read image: expected a file, got a folder"
         : (error as Error).message;
       results.push({ file, error: message });
     }
@@ -811,7 +814,7 @@ async function exportCommand(args: string[]): Promise<number> {
   await checkPermissions(folders, "export", args);
   for (const { path, action } of folders) await checkSaveFolder(path, action);
   const say = (line: string) => (values.json ? err(line + "\n") : console.log(line));
-  const path = await modelPath(values.model);
+  const path = await modelPath(values.model, "export");
   await selectBackend("wasm");
   const model = await loadModel(path);
   say(`model: ${path} (${model.preset}, ${model.params.toLocaleString("en-US")} parameters)`);
@@ -892,7 +895,7 @@ async function serveCommand(args: string[]): Promise<number> {
   if (port > 65535) {
     throw new UsageError(`expected --port to be an integer ≤ 65535, got "${values.port}"`);
   }
-  const model = await modelPath(values.model);
+  const model = await modelPath(values.model, "serve");
   if ((await Deno.permissions.query({ name: "read", path: model })).state !== "granted") {
     const flags = TASK_PERMISSIONS.serve.map((flag) =>
       flag.startsWith("--allow-read=") ? `${flag},${model}` : flag
@@ -969,6 +972,28 @@ function joinNegativeValues(args: string[]): string[] {
 }
 
 /**
+ * The first line of a usage error, with node:util's parse errors (which run
+ * to several lines) rephrased as "expected …, got …" for the `command`'s
+ * options. Internal (the bench scripts use it too).
+ */
+export function usageReason(error: Error, command: string): string {
+  return error.message.split("\n")[0].replace(/\. To specify .*$/, "")
+    .replace(
+      /^Option '(--[\w-]+)(?: <value>)?' argument missing$/,
+      "expected a value for $1, got none",
+    )
+    .replace(
+      /^Option '(--[\w-]+)' argument is ambiguous\.?$/,
+      "expected a value for $1, got none before the next option",
+    )
+    .replace(/^Unknown option '(.+)'$/, `expected an option of ${command}, got "$1"`)
+    .replace(
+      /^Unexpected argument '(.+)'\. This command does not take positional arguments$/,
+      `expected only options, got the argument "$1"`,
+    );
+}
+
+/**
  * Run the command line with the given arguments.
  *
  * @param args The arguments after the program name.
@@ -991,17 +1016,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     const usage = error instanceof UsageError ||
       (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-    // node:util's parse errors run to several lines; the first says it all.
-    const reason = (error as Error).message.split("\n")[0].replace(/\. To specify .*$/, "")
-      .replace(
-        /^Option '(--[\w-]+)(?: <value>)?' argument missing$/,
-        "expected a value for $1, got none",
-      )
-      .replace(
-        /^Option '(--[\w-]+)' argument is ambiguous\.?$/,
-        "expected a value for $1, got none before the next option",
-      )
-      .replace(/^Unknown option '(.+)'$/, `expected an option of ${command}, got '$1'`);
+    const reason = usageReason(error as Error, command);
     // Usage errors name the action: "Cannot train: expected …, got …".
     const message = usage && !reason.startsWith("Cannot ")
       ? `Cannot ${command}: ${reason}`

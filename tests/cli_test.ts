@@ -78,7 +78,11 @@ for (
     ],
     [
       ["--bogus"],
-      "error: Cannot train: expected an option of train, got '--bogus' (see --help)",
+      'error: Cannot train: expected an option of train, got "--bogus" (see --help)',
+    ],
+    [
+      ["train", "extra"],
+      'error: Cannot train: expected only options, got the argument "extra" (see --help)',
     ],
     [
       ["fly"],

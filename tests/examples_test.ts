@@ -37,6 +37,23 @@ for (const file of ["plain_tfjs.ts", "onnxruntime.ts"]) {
   });
 }
 
+Deno.test("the README's Library snippet type-checks against mod.ts", async () => {
+  const start = readme.indexOf("```ts\n", readme.indexOf("## Library")) + "```ts\n".length;
+  const code = readme.slice(start, readme.indexOf("```", start));
+  assert.match(code, /from "@tinymnist\/tinymnist"/);
+  const dir = await Deno.makeTempDir({ prefix: "tinymnist-readme-" });
+  try {
+    await Deno.writeTextFile(`${dir}/library.ts`, code);
+    const { code: status, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["check", "--config", `${root}deno.json`, `${dir}/library.ts`],
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(status, 0, new TextDecoder().decode(stderr));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("the examples classify a real test digit like tinymnist does", async () => {
   const { data, path } = await trainedModel();
   await selectBackend("wasm");

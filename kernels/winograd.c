@@ -44,10 +44,17 @@ static void transform_filter(const float* w, int Ci, int Co, float* u) {
   }
 }
 
-// v[e][t][ci] = (Bᵀ d B)[e] for the 4×4 patch d of each tile t of a chunk.
+// Floats between the 16 planes of a chunk's scratch beyond the plane itself: with 32 tiles and 32
+// channels a plane is 4 KiB, and 16 stores (or loads) 4 KiB apart fall in one set of the L1 cache
+// and evict each other (measured: the transforms took 3× as long); 16 floats (one 64-byte line)
+// put the planes in 16 sets.
+#define SKEW 16
+
+// v[e][t][ci] = (Bᵀ d B)[e] for the 4×4 patch d of each tile t of a chunk, planes e
+// count·Ci + SKEW floats apart.
 static void transform_input(const float* xp, int Hp, int Wp, int Ci, int TH, int TW, int first,
                             int count, float* v) {
-  const int plane = count * Ci;
+  const int plane = count * Ci + SKEW;
   for (int t = 0; t < count; t++) {
     const int tile = first + t, n = tile / (TH * TW), ty = tile / TW % TH, tx = tile % TW;
     const float* patch = xp + ((n * Hp + 2 * ty) * Wp + 2 * tx) * Ci;
@@ -72,12 +79,12 @@ static void transform_input(const float* xp, int Hp, int Wp, int Ci, int TH, int
   }
 }
 
-// The 2×2 outputs Aᵀ m A of each tile of a chunk from m[e][t][co], where they
-// fall inside the OH × OW output y, plus bias[co] when bias is not null, then
-// max(·, 0) when relu is set.
+// The 2×2 outputs Aᵀ m A of each tile of a chunk from m[e][t][co] (planes e
+// count·Co + SKEW floats apart), where they fall inside the OH × OW output y,
+// plus bias[co] when bias is not null, then max(·, 0) when relu is set.
 static void transform_output(const float* m, int Co, int TH, int TW, int OH, int OW, int first,
                              int count, const float* bias, int relu, float* y) {
-  const int plane = count * Co;
+  const int plane = count * Co + SKEW;
   for (int t = 0; t < count; t++) {
     const int tile = first + t, n = tile / (TH * TW), ty = tile / TW % TH, tx = tile % TW;
     const int oy = 2 * ty, ox = 2 * tx;
@@ -116,8 +123,8 @@ static void transform_output(const float* m, int Co, int TH, int TW, int OH, int
 // with Hp ≥ 2⌈OH/2⌉ + 2 and Wp ≥ 2⌈OW/2⌉ + 2 (zeros past the input), and
 // w [3][3][Ci][Co]; Ci a multiple of 4, Co of 8; plus bias [Co] when bias is
 // not null, then ReLU when relu is set (TensorFlow.js's FusedConv2D). scratch:
-// 16·Ci·Co floats for the transformed filter, then 16·chunk·(Ci + Co) for a
-// chunk of tiles.
+// 16·Ci·Co floats for the transformed filter, then 16·(chunk·(Ci + Co) + 2·SKEW)
+// for a chunk of tiles.
 EXPORT(winograd_conv3x3)
 void winograd_conv3x3(const float* xp, int N, int Hp, int Wp, int Ci, const float* w, int Co,
                       const float* bias, int relu, float* y, int OH, int OW, int chunk,
@@ -125,15 +132,15 @@ void winograd_conv3x3(const float* xp, int N, int Hp, int Wp, int Ci, const floa
   const int TH = (OH + 1) / 2, TW = (OW + 1) / 2, tiles = N * TH * TW;
   float* u = scratch;
   float* v = u + 16 * Ci * Co;
-  float* m = v + 16 * chunk * Ci;
+  float* m = v + 16 * (chunk * Ci + SKEW);
   transform_filter(w, Ci, Co, u);
   for (int first = 0; first < tiles; first += chunk) {
     const int count = tiles - first < chunk ? tiles - first : chunk;
     transform_input(xp, Hp, Wp, Ci, TH, TW, first, count, v);
     for (int e = 0; e < 16; e++) {
       // [count × Ci]·[Ci × Co] as a 1×1 convolution of a 1 × count image.
-      conv_forward(v + e * count * Ci, 1, 1, count, Ci, 1, 1, u + e * Ci * Co, Co,
-                   m + e * count * Co);
+      conv_forward(v + e * (count * Ci + SKEW), 1, 1, count, Ci, 1, 1, u + e * Ci * Co, Co,
+                   m + e * (count * Co + SKEW));
     }
     transform_output(m, Co, TH, TW, OH, OW, first, count, bias, relu, y);
   }

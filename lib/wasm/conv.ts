@@ -61,10 +61,13 @@ export function convolutionRuns(): { direct: number; winograd: number } {
 
 /**
  * Tiles of 2 × 2 outputs the Winograd kernel transforms at a time; its
- * scratch holds 16 · chunk · (Ci + Co) floats besides the filter's 16 · Ci · Co
- * (32 measured fastest of 32, 64 and 128 for the default model's layers).
+ * scratch holds 16 · (chunk · (Ci + Co) + 2 · skew) floats besides the
+ * filter's 16 · Ci · Co (32 measured fastest of 32, 64 and 128 for the
+ * default model's layers).
  */
 const WINOGRAD_CHUNK = 32;
+/** `SKEW` in `kernels/winograd.c`: floats added between the 16 planes of a chunk's scratch. */
+const WINOGRAD_SKEW = 16;
 
 /**
  * The SIMD kernels when the direct convolution of `kernels/conv.c` can take
@@ -200,7 +203,10 @@ function runWinograd(
     const Hp = 2 * Math.ceil(OH / 2) + 2, Wp = 2 * Math.ceil(OW / 2) + 2;
     const xp = keep(paddedInput(backend, simd, x, info, Hp, Wp));
     const scratch = keep(
-      heap.makeOutput([16 * Ci * Co + 16 * WINOGRAD_CHUNK * (Ci + Co)], "float32"),
+      heap.makeOutput(
+        [16 * Ci * Co + 16 * (WINOGRAD_CHUNK * (Ci + Co) + 2 * WINOGRAD_SKEW)],
+        "float32",
+      ),
     );
     simd.exports.winograd_conv3x3(
       simd.offset(xp),

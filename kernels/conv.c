@@ -50,6 +50,18 @@
       wasm_v128_store(out + 3 * stride, a30), wasm_v128_store(out + 3 * stride + 4, a31); \
   } while (0)
 
+// Load the block's first `rows` rows, `stride` floats apart, from at (the
+// sums so far; a missing row keeps its zeros and is never stored).
+#define LOAD_4x8(at, stride, rows)                                                  \
+  do {                                                                              \
+    a00 = wasm_v128_load(at), a01 = wasm_v128_load(at + 4);                         \
+    if (rows > 1) a10 = wasm_v128_load(at + stride), a11 = wasm_v128_load(at + stride + 4); \
+    if (rows > 2)                                                                   \
+      a20 = wasm_v128_load(at + 2 * stride), a21 = wasm_v128_load(at + 2 * stride + 4); \
+    if (rows > 3)                                                                   \
+      a30 = wasm_v128_load(at + 3 * stride), a31 = wasm_v128_load(at + 3 * stride + 4); \
+  } while (0)
+
 // xp[n][y + top][x + left][c] = x[n][y][x][c], 0 elsewhere; xp is [N][Hp][Wp][C].
 EXPORT(pad_nhwc)
 void pad_nhwc(const float* x, int N, int H, int W, int C, int top, int left, int Hp, int Wp,
@@ -114,33 +126,47 @@ static inline int patch_offset(int k, int KW, int Ci, int Wp) {
   return ((t / KW) * Wp + t % KW) * Ci + ci;
 }
 
+// Bytes of dy and xp rows that one band of output rows of conv_filter_grad
+// reads, at most (unless one row is more): small enough to stay in a 48 KiB L1
+// cache while every block of the filter gradient passes over the band.
+#define BAND_BYTES 16384
+
 // dw[ky][kx][ci][co] = Σ_{n,oy,ox} xp[n][oy+ky][ox+kx][ci] · dy[n][oy][ox][co]
-// for a padded input xp [N][Hp][Wp][Ci] and dy [N][OH][OW][Co].
+// for a padded input xp [N][Hp][Wp][Ci] and dy [N][OH][OW][Co]. The sum runs
+// band by band of output rows: each 4 × 8 block of dw passes over the band
+// (from the L1 cache) and adds it to its sums, kept in dw between bands.
 EXPORT(conv_filter_grad)
 void conv_filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
                       const float* dy, int Co, float* dw) {
   const int OH = Hp - KH + 1, OW = Wp - KW + 1, K = KH * KW * Ci;
-  for (int k = 0; k < K; k += 4) {
-    // Up to 4 filter rows; a missing one repeats the last and is not stored.
-    const int rows = K - k < 4 ? K - k : 4;
-    const int o0 = patch_offset(k, KW, Ci, Wp);
-    const int o1 = patch_offset(k + (rows > 1), KW, Ci, Wp);
-    const int o2 = patch_offset(k + (rows > 2 ? 2 : rows - 1), KW, Ci, Wp);
-    const int o3 = patch_offset(k + (rows > 3 ? 3 : rows - 1), KW, Ci, Wp);
-    for (int co = 0; co < Co; co += 8) {
-      ZERO_4x8();
-      const float* d = dy + co;
-      for (int n = 0; n < N; n++) {
-        for (int oy = 0; oy < OH; oy++) {
-          const float* xs = xp + ((n * Hp + oy) * Wp) * Ci;
-          for (int ox = 0; ox < OW; ox++, xs += Ci, d += Co) {
-            const v128_t d0 = wasm_v128_load(d), d1 = wasm_v128_load(d + 4);
-            UPDATE_4x8(d0, d1, xs + o0, xs + o1, xs + o2, xs + o3);
+  const int row_bytes = 4 * (OW * Co + Wp * Ci);
+  const int band = BAND_BYTES / row_bytes > 1 ? BAND_BYTES / row_bytes : 1;
+  for (int n = 0; n < N; n++) {
+    for (int oy0 = 0; oy0 < OH; oy0 += band) {
+      const int oy1 = OH - oy0 < band ? OH : oy0 + band;
+      const int first = n == 0 && oy0 == 0;
+      for (int k = 0; k < K; k += 4) {
+        // Up to 4 filter rows; a missing one repeats the last and is not stored.
+        const int rows = K - k < 4 ? K - k : 4;
+        const int o0 = patch_offset(k, KW, Ci, Wp);
+        const int o1 = patch_offset(k + (rows > 1), KW, Ci, Wp);
+        const int o2 = patch_offset(k + (rows > 2 ? 2 : rows - 1), KW, Ci, Wp);
+        const int o3 = patch_offset(k + (rows > 3 ? 3 : rows - 1), KW, Ci, Wp);
+        for (int co = 0; co < Co; co += 8) {
+          float* out = dw + k * Co + co;
+          ZERO_4x8();
+          if (!first) LOAD_4x8(out, Co, rows);
+          for (int oy = oy0; oy < oy1; oy++) {
+            const float* xs = xp + ((n * Hp + oy) * Wp) * Ci;
+            const float* d = dy + ((n * OH + oy) * OW) * Co + co;
+            for (int ox = 0; ox < OW; ox++, xs += Ci, d += Co) {
+              const v128_t d0 = wasm_v128_load(d), d1 = wasm_v128_load(d + 4);
+              UPDATE_4x8(d0, d1, xs + o0, xs + o1, xs + o2, xs + o3);
+            }
           }
+          STORE_4x8(out, Co, rows);
         }
       }
-      float* out = dw + k * Co + co;
-      STORE_4x8(out, Co, rows);
     }
   }
 }

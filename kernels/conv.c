@@ -135,16 +135,16 @@ static inline int patch_offset(int k, int KW, int Ci, int Wp) {
 // for a padded input xp [N][Hp][Wp][Ci] and dy [N][OH][OW][Co]. The sum runs
 // band by band of output rows: each 4 × 8 block of dw passes over the band
 // (from the L1 cache) and adds it to its sums, kept in dw between bands.
-EXPORT(conv_filter_grad)
-void conv_filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
-                      const float* dy, int Co, float* dw) {
+// With accumulate set, the sums start from dw's values instead of zero.
+void filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
+                 const float* dy, int Co, float* dw, int accumulate) {
   const int OH = Hp - KH + 1, OW = Wp - KW + 1, K = KH * KW * Ci;
   const int row_bytes = 4 * (OW * Co + Wp * Ci);
   const int band = BAND_BYTES / row_bytes > 1 ? BAND_BYTES / row_bytes : 1;
   for (int n = 0; n < N; n++) {
     for (int oy0 = 0; oy0 < OH; oy0 += band) {
       const int oy1 = OH - oy0 < band ? OH : oy0 + band;
-      const int first = n == 0 && oy0 == 0;
+      const int first = n == 0 && oy0 == 0 && !accumulate;
       for (int k = 0; k < K; k += 4) {
         // Up to 4 filter rows; a missing one repeats the last and is not stored.
         const int rows = K - k < 4 ? K - k : 4;
@@ -169,4 +169,10 @@ void conv_filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, in
       }
     }
   }
+}
+
+EXPORT(conv_filter_grad)
+void conv_filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
+                      const float* dy, int Co, float* dw) {
+  filter_grad(xp, N, Hp, Wp, Ci, KH, KW, dy, Co, dw, 0);
 }

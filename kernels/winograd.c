@@ -10,12 +10,18 @@
 //   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]
 //   G  = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]
 //   Aᵀ = [1 1 1 0; 0 1 −1 −1]
+//
+// The filter gradient follows by the chain rule through the same formula:
+// dL/dg = Gᵀ[Σ_tiles (Bᵀ d B) ⊙ (A dY Aᵀ)]G for the 2×2 output-gradient tile dY
+// of each tile, the sum over tiles again 16 matrix products [Ci × tiles]·[tiles × Co].
 #include <wasm_simd128.h>
 
 #define EXPORT(name) __attribute__((export_name(#name)))
 
 void conv_forward(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW, const float* w,
                   int Co, float* y);
+void filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW, const float* dy,
+                 int Co, float* dw, int accumulate);
 
 #define ADD wasm_f32x4_add
 #define SUB wasm_f32x4_sub
@@ -144,4 +150,81 @@ void winograd_conv3x3(const float* xp, int N, int Hp, int Wp, int Ci, const floa
     }
     transform_output(m, Co, TH, TW, OH, OW, first, count, bias, relu, y);
   }
+}
+
+// w[e][t][co] = (A dY Aᵀ)[e] for the 2×2 output-gradient tile dY of each tile t
+// of a chunk (entries outside the OH × OW output are 0), planes e count·Co + SKEW
+// floats apart.
+static void transform_output_grad(const float* dy, int Co, int TH, int TW, int OH, int OW,
+                                  int first, int count, float* w) {
+  const int plane = count * Co + SKEW;
+  const v128_t zero = wasm_f32x4_splat(0);
+  for (int t = 0; t < count; t++) {
+    const int tile = first + t, n = tile / (TH * TW), ty = tile / TW % TH, tx = tile % TW;
+    const int oy = 2 * ty, ox = 2 * tx;
+    const int down = OH - oy > 1, right = OW - ox > 1;
+    const float* at = dy + ((n * OH + oy) * OW + ox) * Co;
+    for (int co = 0; co < Co; co += 4) {
+      // dY = [p q; r s]; T = A dY: [p q], [p+r q+s], [p−r q−s], [−r −s]
+      const v128_t p = wasm_v128_load(at + co);
+      const v128_t q = right ? wasm_v128_load(at + Co + co) : zero;
+      const v128_t r = down ? wasm_v128_load(at + OW * Co + co) : zero;
+      const v128_t u = down && right ? wasm_v128_load(at + (OW + 1) * Co + co) : zero;
+      const v128_t t0[4] = {p, ADD(p, r), SUB(p, r), SUB(zero, r)};
+      const v128_t t1[4] = {q, ADD(q, u), SUB(q, u), SUB(zero, u)};
+      for (int i = 0; i < 4; i++) {  // row i of T Aᵀ: [a, a+b, a−b, −b]
+        float* out = w + (i * 4) * plane + t * Co + co;
+        wasm_v128_store(out, t0[i]);
+        wasm_v128_store(out + plane, ADD(t0[i], t1[i]));
+        wasm_v128_store(out + 2 * plane, SUB(t0[i], t1[i]));
+        wasm_v128_store(out + 3 * plane, SUB(zero, t1[i]));
+      }
+    }
+  }
+}
+
+// dw [3][3][Ci][Co] = Gᵀ M G from the summed products m[e][ci][co].
+static void transform_filter_grad(const float* m, int Ci, int Co, float* dw) {
+  const v128_t half = wasm_f32x4_splat(0.5f);
+  const int plane = Ci * Co;
+  for (int i = 0; i < plane; i += 4) {
+    v128_t p[4][4], r[3][4];
+    for (int e = 0; e < 16; e++) p[e / 4][e % 4] = wasm_v128_load(m + e * plane + i);
+    for (int c = 0; c < 4; c++) {  // R = Gᵀ M
+      r[0][c] = ADD(p[0][c], wasm_f32x4_mul(half, ADD(p[1][c], p[2][c])));
+      r[1][c] = wasm_f32x4_mul(half, SUB(p[1][c], p[2][c]));
+      r[2][c] = ADD(wasm_f32x4_mul(half, ADD(p[1][c], p[2][c])), p[3][c]);
+    }
+    for (int y = 0; y < 3; y++) {  // dW = R G
+      float* row = dw + (y * 3) * plane + i;
+      const v128_t mid = wasm_f32x4_mul(half, ADD(r[y][1], r[y][2]));
+      wasm_v128_store(row, ADD(r[y][0], mid));
+      wasm_v128_store(row + plane, wasm_f32x4_mul(half, SUB(r[y][1], r[y][2])));
+      wasm_v128_store(row + 2 * plane, ADD(mid, r[y][3]));
+    }
+  }
+}
+
+// dw [3][3][Ci][Co] = the filter gradient of the 3×3 stride-1 convolution of
+// winograd_conv3x3 (same padded input xp), given its output gradient dy
+// [N][OH][OW][Co]; Ci a multiple of 4, Co of 8. scratch: 16·Ci·Co floats for
+// the summed products, then 16·(chunk·(Ci + Co) + 2·SKEW) for a chunk of tiles.
+EXPORT(winograd_filter_grad3x3)
+void winograd_filter_grad3x3(const float* xp, int N, int Hp, int Wp, int Ci, const float* dy,
+                             int Co, float* dw, int OH, int OW, int chunk, float* scratch) {
+  const int TH = (OH + 1) / 2, TW = (OW + 1) / 2, tiles = N * TH * TW;
+  float* m = scratch;
+  float* v = m + 16 * Ci * Co;
+  float* w = v + 16 * (chunk * Ci + SKEW);
+  for (int first = 0; first < tiles; first += chunk) {
+    const int count = tiles - first < chunk ? tiles - first : chunk;
+    transform_input(xp, Hp, Wp, Ci, TH, TW, first, count, v);
+    transform_output_grad(dy, Co, TH, TW, OH, OW, first, count, w);
+    for (int e = 0; e < 16; e++) {
+      // m[e] (+)= v[e]ᵀ·w[e]: the filter gradient of a 1×1 convolution of a 1 × count image.
+      filter_grad(v + e * (count * Ci + SKEW), 1, 1, count, Ci, 1, 1, w + e * (count * Co + SKEW),
+                  Co, m + e * Ci * Co, first > 0);
+    }
+  }
+  transform_filter_grad(m, Ci, Co, dw);
 }

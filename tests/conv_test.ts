@@ -48,12 +48,12 @@ for (const relaxed of [true, false]) {
         tf.randomNormal(wShape, 0, 1, "float32", 2) as tf.Tensor4D,
       ] as const;
     const loss = (x: tf.Tensor4D, w: tf.Tensor4D) => tf.conv2d(x, w, 1, pad).square().sum();
-    // The forward pass; the filter gradient (always direct); the input
+    // The forward pass; the filter gradient (on the forward pass's kernel); the input
     // gradient, a convolution of dy [.., Co] with the rotated filter [KH, KW, Co, Ci].
     const dyShape: Shape4 = [1, 1, 1, wShape[3]];
     const cases: [string, "winograd" | "direct", () => tf.Tensor][] = [
       ["Conv2D", pathOf(xShape, wShape), () => tf.conv2d(...inputs(), 1, pad)],
-      ["Conv2DBackpropFilter", "direct", () => {
+      ["Conv2DBackpropFilter", pathOf(xShape, wShape), () => {
         const [x, w] = inputs();
         return tf.grad((w) => loss(x, w as tf.Tensor4D))(w);
       }],

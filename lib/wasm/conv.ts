@@ -62,7 +62,7 @@ export function convolutionRuns(): { direct: number; winograd: number } {
 /**
  * Tiles of 2 × 2 outputs the Winograd kernel transforms at a time; its
  * scratch holds 16 · (chunk · (Ci + Co) + 2 · skew) floats besides the
- * filter's 16 · Ci · Co (32 measured fastest of 32, 64 and 128 for the
+ * filter's (or the summed products') 16 · Ci · Co (32 measured fastest of 32, 64 and 128 for the
  * default model's layers).
  */
 const WINOGRAD_CHUNK = 32;
@@ -182,9 +182,7 @@ function fusedConv2DWasm(args: KernelArgs): tf.TensorInfo {
 
 /**
  * A 3 × 3 convolution by Winograd's F(2 × 2, 3 × 3) (`kernels/winograd.c`),
- * plus `bias` [Co] when given, then a ReLU when `relu` is set, over the input
- * padded to whole 2 × 2 tiles of output plus the filter's border:
- * [N, 2⌈OH/2⌉ + 2, 2⌈OW/2⌉ + 2, Ci].
+ * plus `bias` [Co] when given, then a ReLU when `relu` is set.
  */
 function runWinograd(
   backend: tf.KernelBackend,
@@ -196,8 +194,86 @@ function runWinograd(
   info: tf.backend_util.Conv2DInfo,
 ): tf.TensorInfo {
   const { batchSize: N, inChannels: Ci, outChannels: Co, outHeight: OH, outWidth: OW } = info;
+  return runWinogradKernel(
+    backend,
+    simd,
+    x,
+    info,
+    [N, OH, OW, Co],
+    (xp, Hp, Wp, out, scratch) =>
+      simd.exports.winograd_conv3x3(
+        xp,
+        N,
+        Hp,
+        Wp,
+        Ci,
+        simd.offset(filter),
+        Co,
+        bias ? simd.offset(bias) : 0,
+        relu ? 1 : 0,
+        out,
+        OH,
+        OW,
+        WINOGRAD_CHUNK,
+        scratch,
+      ),
+  );
+}
+
+/**
+ * The filter gradient [3, 3, Ci, Co] of a 3 × 3 convolution that
+ * {@linkcode runWinograd} would run, from its output gradient `dy`, by the
+ * same F(2 × 2, 3 × 3) transforms (`winograd_filter_grad3x3`).
+ */
+function runWinogradFilterGrad(
+  backend: tf.KernelBackend,
+  simd: SimdKernels,
+  x: tf.TensorInfo,
+  dy: tf.TensorInfo,
+  info: tf.backend_util.Conv2DInfo,
+): tf.TensorInfo {
+  const { batchSize: N, inChannels: Ci, outChannels: Co, outHeight: OH, outWidth: OW } = info;
+  return runWinogradKernel(
+    backend,
+    simd,
+    x,
+    info,
+    [3, 3, Ci, Co],
+    (xp, Hp, Wp, out, scratch) =>
+      simd.exports.winograd_filter_grad3x3(
+        xp,
+        N,
+        Hp,
+        Wp,
+        Ci,
+        simd.offset(dy),
+        Co,
+        out,
+        OH,
+        OW,
+        WINOGRAD_CHUNK,
+        scratch,
+      ),
+  );
+}
+
+/**
+ * Run one of the Winograd kernels: `call` gets the input padded to whole
+ * 2 × 2 tiles of output plus the filter's border, [N, Hp = 2⌈OH/2⌉ + 2,
+ * Wp = 2⌈OW/2⌉ + 2, Ci], the output of `outShape` and the kernels' scratch
+ * (offsets in the backend's memory).
+ */
+function runWinogradKernel(
+  backend: tf.KernelBackend,
+  simd: SimdKernels,
+  x: tf.TensorInfo,
+  info: tf.backend_util.Conv2DInfo,
+  outShape: number[],
+  call: (xp: number, Hp: number, Wp: number, out: number, scratch: number) => void,
+): tf.TensorInfo {
+  const { inChannels: Ci, outChannels: Co, outHeight: OH, outWidth: OW } = info;
   const heap = backend as WasmHeapBackend;
-  const out = heap.makeOutput([N, OH, OW, Co], "float32");
+  const out = heap.makeOutput(outShape, "float32");
   runs.winograd++;
   withScratch(backend, (keep) => {
     const Hp = 2 * Math.ceil(OH / 2) + 2, Wp = 2 * Math.ceil(OW / 2) + 2;
@@ -208,22 +284,7 @@ function runWinograd(
         "float32",
       ),
     );
-    simd.exports.winograd_conv3x3(
-      simd.offset(xp),
-      N,
-      Hp,
-      Wp,
-      Ci,
-      simd.offset(filter),
-      Co,
-      bias ? simd.offset(bias) : 0,
-      relu ? 1 : 0,
-      simd.offset(out),
-      OH,
-      OW,
-      WINOGRAD_CHUNK,
-      simd.offset(scratch),
-    );
+    call(simd.offset(xp), Hp, Wp, simd.offset(out), simd.offset(scratch));
   });
   return out;
 }
@@ -285,7 +346,11 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const info = convInfo(x.shape, attrs.filterShape, attrs);
   const direct = directConv(backend, info, x);
   // dW[k, co] = Σ_m xp[patch k of pixel m] · dy[m, co], over a zero-padded copy of x.
-  if (direct) return runDirect("conv_filter_grad", backend, direct, x, dy, info, attrs.filterShape);
+  if (direct) {
+    return winogradTakes(info)
+      ? runWinogradFilterGrad(backend, direct, x, dy, info)
+      : runDirect("conv_filter_grad", backend, direct, x, dy, info, attrs.filterShape);
+  }
   const transpose = wasmKernel("Transpose"), conv2d = originalConv2D!;
   const slice = wasmKernel("Slice");
   const simd = info.strideHeight === 1 && info.strideWidth === 1 ? simdKernels(backend) : null;

@@ -133,6 +133,20 @@ export interface SimdExports {
     chunk: number,
     scratch: number,
   ): void;
+  winograd_filter_grad3x3(
+    xp: number,
+    N: number,
+    Hp: number,
+    Wp: number,
+    Ci: number,
+    dy: number,
+    Co: number,
+    dw: number,
+    OH: number,
+    OW: number,
+    chunk: number,
+    scratch: number,
+  ): void;
   im2col_t(
     xt: number,
     N: number,

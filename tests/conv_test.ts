@@ -1,7 +1,7 @@
 /**
  * The direct SIMD convolutions of `kernels/conv.c` (forward, filter and input
  * gradients) and the Winograd convolution of `kernels/winograd.c` (3 × 3
- * forward and input gradients), on both builds (relaxed SIMD's fused
+ * forward, input and filter gradients), on both builds (relaxed SIMD's fused
  * multiply-add and plain SIMD), against the cpu backend.
  */
 import assert from "node:assert/strict";

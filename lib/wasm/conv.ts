@@ -4,8 +4,8 @@
  * the backend lacks) and a stride-1 `Conv2DBackpropInput`. Stride-1
  * convolutions with output channels a multiple of 8 run on our kernels: 3 × 3
  * ones with a multiple of 4 channels going in by Winograd's F(2 × 2, 3 × 3)
- * (`kernels/winograd.c`; forward and input gradient), the others and every
- * filter gradient on the direct kernels of `kernels/conv.c`, all
+ * (`kernels/winograd.c`; forward, input and filter gradients), the others on
+ * the direct kernels of `kernels/conv.c`, all
  * register-blocked, with relaxed SIMD's fused multiply-add where the runtime
  * has it. The rest go to XNNPACK or the backend's own kernels. Internal.
  *
@@ -324,9 +324,10 @@ function runDirect(
 }
 
 /**
- * The filter gradient of a 2-D convolution on the WASM backend: on the
- * direct kernel where {@linkcode directConv} takes it, else (stride 1) as one
- * matrix product of patches, else as follows.
+ * The filter gradient of a 2-D convolution on the WASM backend: where
+ * {@linkcode directConv} takes the convolution, on the Winograd kernel when it
+ * takes it too, else on the direct kernel; else (stride 1) as one matrix
+ * product of patches; else as follows.
  *
  * dW[kh,kw,ci,co] = Σ_{b,oh,ow} x[b, oh·s + kh − padTop, ow·s + kw − padLeft, ci] · dy[b,oh,ow,co]
  *

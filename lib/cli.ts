@@ -69,7 +69,9 @@ Options:
   --logdir DIR       write TensorBoard event files (loss, learning rate, test
                      accuracy, misclassified digits): tensorboard --logdir DIR
   --json             print a JSON summary as the last line of stdout
-  --help             show this help`;
+  --help             show this help
+
+Other commands: deno task predict, export, serve and preview (each with --help).`;
 
 const PREDICT_HELP = `Usage: deno task predict [options] IMAGE [IMAGE ...]
 

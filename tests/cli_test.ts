@@ -98,6 +98,19 @@ for (
   });
 }
 
+Deno.test("train --help names the other commands, and each has its own --help", async () => {
+  const help = await run(["--help"]);
+  assert.equal(help.code, 0);
+  const line = help.stdout.split("\n").find((l) => l.startsWith("Other commands:"));
+  assert.ok(line, help.stdout);
+  for (const command of ["predict", "export", "serve", "preview"]) {
+    assert.match(line, new RegExp(`\\b${command}\\b`));
+    const own = await run([command, "--help"]);
+    assert.equal(own.code, 0, own.stderr);
+    assert.match(own.stdout, new RegExp(`^Usage: deno task ${command} `));
+  }
+});
+
 Deno.test("a missing data directory is exit code 1 with the folder named", async () => {
   const { code, stderr } = await run(["--backend", "cpu", "--data-dir", "/nonexistent/mnist"]);
   assert.equal(code, 1);

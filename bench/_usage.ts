@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { usageReason } from "../lib/cli.ts";
+import { usageReason } from "../lib/usage_reason.ts";
 
 /** Print a usage error for `action` in one line and exit with code 2. */
 export function usage(action: string, message: string): never {

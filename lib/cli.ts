@@ -23,6 +23,7 @@ import { type Dataset, loadMnist } from "./mnist.ts";
 import { createModel, MODEL_PRESETS, type ModelPreset } from "./model.ts";
 import { PREVIEW_ROWS, renderPreview } from "./preview.ts";
 import { type BatchEvent, MILD_AUGMENTATION, STRONG_AUGMENTATION, train } from "./train.ts";
+import { usageReason } from "./usage_reason.ts";
 
 const TRAIN_HELP = `Usage: deno task train [options]
 
@@ -971,28 +972,6 @@ function joinNegativeValues(args: string[]): string[] {
     }
   }
   return out;
-}
-
-/**
- * The first line of a usage error, with node:util's parse errors (which run
- * to several lines) rephrased as "expected …, got …" for the `command`'s
- * options. Internal (the bench scripts use it too).
- */
-export function usageReason(error: Error, command: string): string {
-  return error.message.split("\n")[0].replace(/\. To specify .*$/, "")
-    .replace(
-      /^Option '(--[\w-]+)(?: <value>)?' argument missing$/,
-      "expected a value for $1, got none",
-    )
-    .replace(
-      /^Option '(--[\w-]+)' argument is ambiguous\.?$/,
-      "expected a value for $1, got none before the next option",
-    )
-    .replace(/^Unknown option '(.+)'$/, `expected an option of ${command}, got "$1"`)
-    .replace(
-      /^Unexpected argument '(.+)'\. This command does not take positional arguments$/,
-      `expected only options, got the argument "$1"`,
-    );
 }
 
 /**

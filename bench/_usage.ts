@@ -10,23 +10,33 @@ import { usageReason } from "../lib/usage_reason.ts";
 
 /** Print a usage error for `action` in one line and exit with code 2. */
 export function usage(action: string, message: string): never {
-  console.error(`error: Cannot ${action}: ${message}`);
+  console.error(`error: Cannot ${action}: ${message} (see --help)`);
   Deno.exit(2);
 }
 
 /**
- * Parse `Deno.args` with the given options; an unknown flag, a missing value
- * or an argument is a usage error for `action` (the task's name is `command`).
+ * Parse `Deno.args` with the given options and `--help`, which prints `help`
+ * and exits with code 0; an unknown flag, a missing value or an argument is a
+ * usage error for `action` (the task's name is `command`).
  */
 export function parseFlags<T extends ParseArgsConfig["options"]>(
   action: string,
   command: string,
   options: T,
+  help: string,
 ) {
+  let parsed;
   try {
-    return parseArgs({ args: Deno.args, options });
+    parsed = parseArgs({
+      args: Deno.args,
+      options: { ...options, help: { type: "boolean", default: false } },
+    });
   } catch (error) {
-    const message = usageReason(error as Error, command);
-    usage(action, message);
+    usage(action, usageReason(error as Error, command));
   }
+  if ((parsed.values as { help?: boolean }).help) {
+    console.log(help);
+    Deno.exit(0);
+  }
+  return parsed;
 }

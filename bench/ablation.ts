@@ -42,16 +42,27 @@ import {
 import { MILD_AUGMENTATION, STRONG_AUGMENTATION, train, type TrainOptions } from "../lib/train.ts";
 
 const ACTION = "run the ablation";
-const { values } = parseFlags(ACTION, "ablation", {
-  part: { type: "string", default: "0/1" },
-  seeds: { type: "string" },
-  set: { type: "string", default: "ablation" },
-  only: { type: "string" },
-  backend: { type: "string", default: "wasm" },
-  validation: { type: "boolean", default: false },
-  "validation-split": { type: "string", default: "last" },
-  "teacher-epochs": { type: "string", default: "1" },
-});
+const { values } = parseFlags(
+  ACTION,
+  "ablation",
+  {
+    part: { type: "string", default: "0/1" },
+    seeds: { type: "string" },
+    set: { type: "string", default: "ablation" },
+    only: { type: "string" },
+    backend: { type: "string", default: "wasm" },
+    validation: { type: "boolean", default: false },
+    "validation-split": { type: "string", default: "last" },
+    "teacher-epochs": { type: "string", default: "1" },
+  },
+  `Usage: deno task ablation [--set NAME] [--only TEXT] [--seeds 42,1,...] [--validation]
+       [--validation-split last|first] [--part K/N] [--teacher-epochs N] [--backend NAME]
+
+Train the README's recipe tables on the real MNIST, one run at a time, and
+print each run's test (or, with --validation, validation) accuracy and
+seconds as JSON lines, then the mean and min per variant. Sets: ablation
+(default), tuning, widths, levers, passes, distillation.`,
+);
 const [part, parts] = values.part!.split("/").map(Number);
 /** Every recipe feature off; the default recipe is `train`'s defaults. */
 const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false };
@@ -224,7 +235,7 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
 };
 const chosen = sets[values.set!];
 if (!chosen) {
-  usage(ACTION, `expected --set to be ${Object.keys(sets).join(" or ")}, got "${values.set}"`);
+  usage(ACTION, `expected --set to be one of ${Object.keys(sets).join(", ")}, got "${values.set}"`);
 }
 const seeds = (values.seeds ?? chosen.seeds).split(",").map(Number);
 const variants = chosen.variants;

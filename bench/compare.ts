@@ -7,7 +7,7 @@
  *
  * Never part of `deno task test`. Prints a Markdown table and the ratios.
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "./_usage.ts";
 import { type BackendName, selectBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/evaluate.ts";
 import { loadMnist } from "../lib/mnist.ts";
@@ -18,14 +18,23 @@ import { parallelClassifier } from "../lib/parallel_classifier.ts";
 import { trainingForward } from "../lib/forward.ts";
 import { smoothedCrossEntropy } from "../lib/loss.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
+const { values } = parseFlags(
+  "run the comparison",
+  "bench:compare",
+  {
     backends: { type: "string", default: "wasm" },
     preset: { type: "string", default: "tiny" },
     "data-dir": { type: "string" },
   },
-});
+  `Usage: deno task bench:compare [--backends LIST] [--preset NAME] [--data-dir DIR]
+
+Train one pass of the default recipe on each backend in LIST (default wasm;
+NAME:N trains on N images only, for speed), then the PyTorch reference in
+bench/reference/ when python3 can import torch; print test accuracy, time to
+99%, training and inference images/s as a Markdown table, and the ratios.
+Run it alone: another process on the machine makes both sides slower by
+different amounts.`,
+);
 const preset = values.preset as ModelPreset;
 const data = await loadMnist({ dir: values["data-dir"] });
 

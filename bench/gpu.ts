@@ -31,22 +31,22 @@ import { createModel } from "../lib/model.ts";
 import { train } from "../lib/train.ts";
 
 const ACTION = "run the GPU check";
-const { values } = parseFlags(ACTION, "bench:gpu", {
-  images: { type: "string", default: "60000" },
-  backends: { type: "string", default: "webgpu,wasm" },
-  "data-dir": { type: "string" },
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", default: false },
-});
-if (values.help) {
-  console.log(`Usage: deno task bench:gpu [--images N] [--backends LIST] [--data-dir DIR] [--json]
+const { values } = parseFlags(
+  ACTION,
+  "bench:gpu",
+  {
+    images: { type: "string", default: "60000" },
+    backends: { type: "string", default: "webgpu,wasm" },
+    "data-dir": { type: "string" },
+    json: { type: "boolean", default: false },
+  },
+  `Usage: deno task bench:gpu [--images N] [--backends LIST] [--data-dir DIR] [--json]
 
 For each backend (default webgpu,wasm): count what a training step costs (a
 short run in this thread), train one pass on the first N training images
 (default 60000, at least 640), and score the 10,000 test images. Progress
-goes to stderr; the table (or one JSON object with --json) to stdout.`);
-  Deno.exit(0);
-}
+goes to stderr; the table (or one JSON object with --json) to stdout.`,
+);
 const images = Number(values.images);
 if (!Number.isInteger(images) || images < 640 || images > 60_000) {
   usage(ACTION, `expected --images to be an integer from 640 to 60000, got "${values.images}"`);

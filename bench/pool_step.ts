@@ -10,22 +10,28 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "./_usage.ts";
 import { selectBackend } from "../lib/backend.ts";
 import { createModel, layersModelOf } from "../lib/model.ts";
 import { GradientWorkers, readFlat, type Shard } from "../lib/parallel.ts";
 import { createRng } from "../lib/rng.ts";
 import { MILD_AUGMENTATION } from "../lib/train.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
+const { values } = parseFlags(
+  "time a data-parallel step",
+  "bench/pool_step.ts",
+  {
     workers: { type: "string", default: "2" },
     batch: { type: "string", default: "64" },
     steps: { type: "string", default: "200" },
     "no-augment": { type: "boolean", default: false },
   },
-});
+  `Usage: deno run --allow-read --allow-env bench/pool_step.ts [--workers N] [--batch N] [--no-augment] [--steps N]
+
+Time training steps of a pool of gradient workers (default 2 workers, batch
+64, mild augmentation, 200 steps after 30 of warm-up) on fixed random shards,
+exchange included, and print the mean milliseconds a step.`,
+);
 const workers = Number(values.workers), batch = Number(values.batch), steps = Number(values.steps);
 await selectBackend("wasm");
 const net = layersModelOf(createModel({ seed: 1 }));

@@ -72,7 +72,9 @@ Options:
   --json             print a JSON summary as the last line of stdout
   --help             show this help
 
-Other commands: deno task predict, export, serve and preview (each with --help).`;
+Other commands: deno task predict, export, serve and preview (each with --help).
+Measurements (README, "Results"): deno task bench, bench:compare, bench:gpu,
+bench:profile and ablation.`;
 
 const PREDICT_HELP = `Usage: deno task predict [options] IMAGE [IMAGE ...]
 

@@ -28,9 +28,10 @@ const CASES: [Shape4, Shape4, "same" | "valid"][] = [
   [[2, 6, 5, 5], [3, 2, 5, 8], "same"], // filter rows 30: a last block of 2
   [[2, 9, 10, 8], [4, 2, 8, 16], "same"], // even filter: padding 1 before, 2 after
   [[2, 5, 5, 16], [2, 5, 16, 8], "valid"], // 1 output column
-  [[2, 9, 6, 8], [3, 3, 8, 16], "valid"], // Winograd: odd output rows (7), 4 columns
-  [[1, 5, 5, 4], [3, 3, 4, 8], "same"], // Winograd: 9 tiles, one chunk, a last block of 1
-  [[3, 13, 12, 8], [3, 3, 8, 8], "same"], // Winograd: 126 tiles, 4 chunks
+  [[2, 9, 6, 8], [3, 3, 8, 16], "valid"], // Winograd: 7 × 4 outputs, a last tile row of 3
+  [[1, 9, 9, 4], [3, 3, 4, 8], "same"], // Winograd: 9 tiles, one chunk, a last block of 1
+  [[2, 10, 6, 4], [3, 3, 4, 8], "same"], // Winograd: a last tile of 2 rows and 2 columns
+  [[3, 22, 21, 8], [3, 3, 8, 8], "same"], // Winograd: 108 tiles, 4 chunks, a last column of 1
 ];
 
 /** Which of our kernels a case's convolution (of `x` with `w`) runs on. */

@@ -3,7 +3,7 @@
  * a ReLU, as inference runs its folded layers), `Conv2DBackpropFilter` (which
  * the backend lacks) and a stride-1 `Conv2DBackpropInput`. Stride-1
  * convolutions with output channels a multiple of 8 run on our kernels: 3 × 3
- * ones with a multiple of 4 channels going in by Winograd's F(2 × 2, 3 × 3)
+ * ones with a multiple of 4 channels going in by Winograd's F(4 × 4, 3 × 3)
  * (`kernels/winograd.c`; forward, input and filter gradients), the others on
  * the direct kernels of `kernels/conv.c`, all
  * register-blocked, with relaxed SIMD's fused multiply-add where the runtime
@@ -60,13 +60,14 @@ export function convolutionRuns(): { direct: number; winograd: number } {
 }
 
 /**
- * Tiles of 2 × 2 outputs the Winograd kernel transforms at a time; its
- * scratch holds 16 · (chunk · (Ci + Co) + 2 · skew) floats besides the
- * filter's (or the summed products') 16 · Ci · Co (32 measured fastest of 32, 64 and 128 for the
- * default model's layers).
+ * Tiles of 4 × 4 outputs the Winograd kernels transform at a time; their
+ * scratch holds 36 · (chunk · (Ci + Co) + 2 · skew) floats besides the
+ * filter's (or the summed products') 36 · Ci · Co (for the default model's
+ * layers, 32 measured within 5% of the fastest of 8, 16, 32 and 64 for each
+ * kernel).
  */
 const WINOGRAD_CHUNK = 32;
-/** `SKEW` in `kernels/winograd.c`: floats added between the 16 planes of a chunk's scratch. */
+/** `SKEW` in `kernels/winograd.c`: floats added between the 36 planes of a chunk's scratch. */
 const WINOGRAD_SKEW = 16;
 
 /**
@@ -130,7 +131,7 @@ function paddedInput(
 
 let originalConv2D: KernelFn | undefined;
 
-/** Whether Winograd's F(2 × 2, 3 × 3) takes a convolution {@linkcode directConv} takes. */
+/** Whether Winograd's F(4 × 4, 3 × 3) takes a convolution {@linkcode directConv} takes. */
 const winogradTakes = (info: tf.backend_util.Conv2DInfo) =>
   info.filterHeight === 3 && info.filterWidth === 3 && info.inChannels % 4 === 0;
 
@@ -181,7 +182,7 @@ function fusedConv2DWasm(args: KernelArgs): tf.TensorInfo {
 }
 
 /**
- * A 3 × 3 convolution by Winograd's F(2 × 2, 3 × 3) (`kernels/winograd.c`),
+ * A 3 × 3 convolution by Winograd's F(4 × 4, 3 × 3) (`kernels/winograd.c`),
  * plus `bias` [Co] when given, then a ReLU when `relu` is set.
  */
 function runWinograd(
@@ -223,7 +224,7 @@ function runWinograd(
 /**
  * The filter gradient [3, 3, Ci, Co] of a 3 × 3 convolution that
  * {@linkcode runWinograd} would run, from its output gradient `dy`, by the
- * same F(2 × 2, 3 × 3) transforms (`winograd_filter_grad3x3`).
+ * same F(4 × 4, 3 × 3) transforms (`winograd_filter_grad3x3`).
  */
 function runWinogradFilterGrad(
   backend: tf.KernelBackend,
@@ -259,8 +260,8 @@ function runWinogradFilterGrad(
 
 /**
  * Run one of the Winograd kernels: `call` gets the input padded to whole
- * 2 × 2 tiles of output plus the filter's border, [N, Hp = 2⌈OH/2⌉ + 2,
- * Wp = 2⌈OW/2⌉ + 2, Ci], the output of `outShape` and the kernels' scratch
+ * 4 × 4 tiles of output plus the filter's border, [N, Hp = 4⌈OH/4⌉ + 2,
+ * Wp = 4⌈OW/4⌉ + 2, Ci], the output of `outShape` and the kernels' scratch
  * (offsets in the backend's memory).
  */
 function runWinogradKernel(
@@ -276,11 +277,11 @@ function runWinogradKernel(
   const out = heap.makeOutput(outShape, "float32");
   runs.winograd++;
   withScratch(backend, (keep) => {
-    const Hp = 2 * Math.ceil(OH / 2) + 2, Wp = 2 * Math.ceil(OW / 2) + 2;
+    const Hp = 4 * Math.ceil(OH / 4) + 2, Wp = 4 * Math.ceil(OW / 4) + 2;
     const xp = keep(paddedInput(backend, simd, x, info, Hp, Wp));
     const scratch = keep(
       heap.makeOutput(
-        [16 * Ci * Co + 16 * (WINOGRAD_CHUNK * (Ci + Co) + 2 * WINOGRAD_SKEW)],
+        [36 * Ci * Co + 36 * (WINOGRAD_CHUNK * (Ci + Co) + 2 * WINOGRAD_SKEW)],
         "float32",
       ),
     );

@@ -19,7 +19,7 @@ let registered = false;
  * for stride-1 convolutions with output channels a multiple of 8 our own
  * SIMD convolutions (`Conv2D`, `FusedConv2D`, `Conv2DBackpropInput` and
  * `Conv2DBackpropFilter`: direct, or for 3 × 3 filters Winograd's
- * F(2 × 2, 3 × 3), with relaxed SIMD's fused multiply-add where the runtime
+ * F(4 × 4, 3 × 3), with relaxed SIMD's fused multiply-add where the runtime
  * has it), a block-copy `Tile`, an `Identity` that shares memory instead of copying,
  * `MaxPoolGrad`, `Sum` and `Mean` (over all but the channel axis) in plain
  * JavaScript, and the batch-norm kernels of `batch_norm.ts`. Each is tested for parity with the cpu backend. Safe to

@@ -45,17 +45,21 @@ static void channel_stats(const float* x, int rows, int C, const float* gamma, c
                           float epsilon, double* sums, float* scale, float* shift, float* mean,
                           float* variance, float* inv_std) {
   double* squares = sums + C;
-  for (int c = 0; c < 2 * C; c++) sums[c] = 0;
-  for (int r = 0; r < rows; r++) {
-    const float* row = x + r * C;
-    for (int c = 0; c < C; c += 4) {
-      v128_t v = wasm_v128_load(row + c);
+  // Four channels at a time down all rows, the sums in registers: the same
+  // additions per channel, in the same order, as row by row over all
+  // channels with the sums in memory, in less time (measured in
+  // bench:profile; a backward pass ordered so took longer: it writes as well).
+  for (int c = 0; c < C; c += 4) {
+    v128_t sum_lo = wasm_f64x2_splat(0), sum_hi = sum_lo, sq_lo = sum_lo, sq_hi = sum_lo;
+    for (int o = c; o < rows * C; o += C) {
+      v128_t v = wasm_v128_load(x + o);
       v128_t lo = wasm_f64x2_promote_low_f32x4(v), hi = wasm_f64x2_promote_low_f32x4(high_half(v));
-      accumulate(sums + c, v);
-      wasm_v128_store(squares + c, wasm_f64x2_add(wasm_v128_load(squares + c), wasm_f64x2_mul(lo, lo)));
-      wasm_v128_store(squares + c + 2,
-                      wasm_f64x2_add(wasm_v128_load(squares + c + 2), wasm_f64x2_mul(hi, hi)));
+      sum_lo = wasm_f64x2_add(sum_lo, lo), sum_hi = wasm_f64x2_add(sum_hi, hi);
+      sq_lo = wasm_f64x2_add(sq_lo, wasm_f64x2_mul(lo, lo));
+      sq_hi = wasm_f64x2_add(sq_hi, wasm_f64x2_mul(hi, hi));
     }
+    wasm_v128_store(sums + c, sum_lo), wasm_v128_store(sums + c + 2, sum_hi);
+    wasm_v128_store(squares + c, sq_lo), wasm_v128_store(squares + c + 2, sq_hi);
   }
   for (int c = 0; c < C; c++) {
     double m = sums[c] / rows, v = squares[c] / rows - m * m;

@@ -13,6 +13,7 @@ import type { AugmentOptions } from "./augment.ts";
 import { BackendError } from "./backend.ts";
 import type { Distillation } from "./loss.ts";
 import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
+import { type ChannelLayout, StepChannel } from "./step_channel.ts";
 
 /** A message from the trainer to a worker. Internal. */
 export type WorkerRequest =
@@ -24,18 +25,13 @@ export type WorkerRequest =
     teacher: { topology: unknown; weights: Float32Array; settings: Distillation } | null;
   }
   | {
-    type: "step";
-    /** All trainable weights, flat, in `trainableWeights` order. */
-    params: Float32Array;
-    /** All non-trainable weights (batch-norm statistics), flat. */
-    state: Float32Array;
-    /** `count * 784` pixels of the shard. */
-    pixels: Float32Array;
-    /** `count` digits. */
-    labels: Int32Array;
-    count: number;
-    /** Augmentation for the shard, made from its own seed. */
-    augment: ShardAugmentation | null;
+    /**
+     * Take training steps from this channel (see {@linkcode StepChannel})
+     * until it is told to leave; meanwhile the worker reads no messages.
+     */
+    type: "serve";
+    buffer: SharedArrayBuffer;
+    layout: ChannelLayout;
   }
   | {
     type: "predict";
@@ -60,15 +56,6 @@ export interface ShardAugmentation {
 export type WorkerReply =
   | { type: "ready" }
   | { type: "error"; message: string }
-  | {
-    type: "step";
-    /** Gradient of the shard's mean loss, flat like `params`. */
-    gradients: Float32Array;
-    /** The shard's per-sample losses. */
-    losses: Float32Array;
-    /** Non-trainable weights after the shard's forward pass. */
-    state: Float32Array;
-  }
   | {
     type: "predict";
     /** `count * 10` class probabilities, inference mode. */
@@ -133,9 +120,17 @@ export function writeFlat(weights: LayerWeight[], flat: Float32Array): void {
 /** A pool of gradient workers, one shard of each batch per worker. Internal. */
 export class GradientWorkers {
   #workers: Worker[];
+  /** Each worker's step channel while it serves one, else `null`. */
+  #channels: (StepChannel | null)[];
+  /** Sizes of the weights and statistics the steps carry. */
+  #params: number;
+  #state: number;
 
-  private constructor(workers: Worker[]) {
+  private constructor(workers: Worker[], params: number, state: number) {
     this.#workers = workers;
+    this.#channels = workers.map(() => null);
+    this.#params = params;
+    this.#state = state;
   }
 
   /** Number of workers. */
@@ -157,7 +152,12 @@ export class GradientWorkers {
       { length: count },
       () => new Worker(new URL("./parallel_worker.ts", import.meta.url), { type: "module" }),
     );
-    const pool = new GradientWorkers(workers);
+    const size = (weights: tf.LayerVariable[]) => weights.reduce((a, w) => a + sizeOf(w), 0);
+    const pool = new GradientWorkers(
+      workers,
+      size(net.trainableWeights),
+      size(net.nonTrainableWeights),
+    );
     const topology = net.toJSON(null, false);
     try {
       const replica = teacher && {
@@ -177,7 +177,8 @@ export class GradientWorkers {
 
   /**
    * Gradients of the mean loss over all shards (at most one shard per
-   * worker), for the given weights.
+   * worker), for the given weights. The shards go through the workers' step
+   * channels (`step_channel.ts`).
    */
   async step(params: Float32Array, state: Float32Array, shards: Shard[]): Promise<ParallelStep> {
     if (shards.length > this.#workers.length) {
@@ -185,17 +186,27 @@ export class GradientWorkers {
         `Cannot run a parallel step: expected at most ${this.#workers.length} shards, got ${shards.length}`,
       );
     }
-    const replies = await Promise.all(shards.map((shard, i) =>
-      call(this.#workers[i], {
-        type: "step",
-        params,
-        state,
-        pixels: shard.pixels,
-        labels: shard.labels,
-        count: shard.labels.length,
-        augment: shard.augment,
-      })
-    )) as Extract<WorkerReply, { type: "step" }>[];
+    const channels = await Promise.all(
+      shards.map((shard, i) => this.#serving(i, shard.labels.length)),
+    );
+    let posted = 0;
+    try {
+      for (const [i, shard] of shards.entries()) {
+        channels[i].post(params, state, shard.pixels, shard.labels, shard.augment);
+        posted++;
+      }
+    } catch (error) {
+      // A shard was refused: let the workers that took theirs finish before the caller goes on.
+      await Promise.allSettled(channels.slice(0, posted).map((channel) => channel.reply()));
+      throw error;
+    }
+    const replies = await Promise.all(
+      channels.map((channel) =>
+        channel.reply().catch((error: Error) => {
+          throw new BackendError(`Cannot train in a worker: ${error.message}`);
+        })
+      ),
+    );
     const total = shards.reduce((a, s) => a + s.labels.length, 0);
     const gradients = new Float32Array(params.length);
     const newState = new Float32Array(state.length);
@@ -212,6 +223,41 @@ export class GradientWorkers {
   }
 
   /**
+   * Worker `i`'s step channel, with room for `count` images: the one it
+   * serves, or a new one it is told to serve (after leaving a smaller one).
+   * A worker that fails outside a step fails the step it was given.
+   */
+  async #serving(i: number, count: number): Promise<StepChannel> {
+    const current = this.#channels[i];
+    if (current && current.layout.capacity >= count) return current;
+    await this.#leave(i);
+    const channel = new StepChannel({
+      params: this.#params,
+      state: this.#state,
+      capacity: Math.max(count, current?.layout.capacity ?? 0),
+    });
+    const worker = this.#workers[i];
+    worker.onerror = (event) => {
+      event.preventDefault();
+      channel.fail(event.message);
+    };
+    worker.postMessage(
+      { type: "serve", buffer: channel.buffer, layout: channel.layout } satisfies WorkerRequest,
+    );
+    this.#channels[i] = channel;
+    return channel;
+  }
+
+  /** Have worker `i` leave its step channel, if it serves one, and read messages again. */
+  async #leave(i: number): Promise<void> {
+    const channel = this.#channels[i];
+    if (!channel) return;
+    this.#channels[i] = null;
+    channel.leave();
+    await channel.reply();
+  }
+
+  /**
    * Class probabilities of `count` images in inference mode for the given
    * weights, the images split evenly between the workers.
    */
@@ -222,6 +268,7 @@ export class GradientWorkers {
     count: number,
   ): Promise<Float32Array> {
     const parts = Math.min(this.#workers.length, count);
+    await Promise.all(this.#workers.map((_, i) => this.#leave(i)));
     const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * count) / parts));
     const replies = await Promise.all(
       this.#workers.slice(0, parts).map((worker, i) =>
@@ -240,8 +287,9 @@ export class GradientWorkers {
     return out;
   }
 
-  /** Stop the workers. */
+  /** Stop the workers (a worker blocked on its step channel is woken first). */
   close(): void {
+    for (const channel of this.#channels) channel?.leave();
     for (const w of this.#workers) w.terminate();
     this.#workers = [];
   }

@@ -1,9 +1,10 @@
 /**
  * Entry point of one data-parallel training worker (see `parallel.ts`): it
  * holds a replica of the model on its own wasm backend and, for each shard of
- * a batch, sets the replica's weights, runs forward and backward, and sends
- * back the gradients, the per-sample losses and the updated batch-norm
- * statistics. Internal.
+ * a batch (through its step channel, `step_channel.ts`), sets the replica's
+ * weights, runs forward and backward, and writes back the gradients, the
+ * per-sample losses and the updated batch-norm statistics; it answers
+ * `predict` requests by message. Internal.
  *
  * @module
  */
@@ -16,7 +17,14 @@ import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
 import { trainingForward } from "./forward.ts";
 import { type InferenceRunner, inferenceRunner } from "./inference.ts";
 import { IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
-import { readFlat, type WorkerReply, type WorkerRequest, writeFlat } from "./parallel.ts";
+import {
+  readFlat,
+  type ShardAugmentation,
+  type WorkerReply,
+  type WorkerRequest,
+  writeFlat,
+} from "./parallel.ts";
+import { StepChannel, type StepInput, type StepOutput } from "./step_channel.ts";
 
 let net: tf.LayersModel | undefined;
 /** The replica's trainable variables, in `trainableWeights` order (the same objects every step). */
@@ -25,13 +33,14 @@ let smoothing = 0;
 /** The teacher's replica and T, α, when distilling. */
 let teacher: { net: tf.LayersModel; settings: Distillation } | null = null;
 
-function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
+function step(request: StepInput): StepOutput {
   const model = net!;
   predictWeights = null; // training writes other weights
   writeFlat(model.trainableWeights, request.params);
   writeFlat(model.nonTrainableWeights, request.state);
-  const pixels = request.augment
-    ? augmentBatch(request.pixels, request.augment.options, createRng(request.augment.seed))
+  const augment = request.augment as ShardAugmentation | null;
+  const pixels = augment
+    ? augmentBatch(request.pixels, augment.options, createRng(augment.seed))
     : request.pixels;
   const x = tf.tensor4d(pixels, [request.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
   const labels = tf.tensor1d(request.labels, "int32");
@@ -56,7 +65,7 @@ function step(request: Extract<WorkerRequest, { type: "step" }>): WorkerReply {
   const losses = (perSample!.dataSync() as Float32Array).slice();
   tf.dispose([x, labels, value, perSample!, ...Object.values(grads)]);
   soft?.dispose();
-  return { type: "step", gradients, losses, state: readFlat(model.nonTrainableWeights) };
+  return { gradients, losses, state: readFlat(model.nonTrainableWeights) };
 }
 
 /** Images per forward pass when predicting. */
@@ -122,16 +131,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       const reply = predict(request) as Extract<WorkerReply, { type: "predict" }>;
       self.postMessage(reply, { transfer: [reply.probabilities.buffer as ArrayBuffer] });
     } else {
-      const reply = step(request);
-      if (reply.type === "step") {
-        self.postMessage(reply, {
-          transfer: [
-            reply.gradients.buffer,
-            reply.losses.buffer,
-            reply.state.buffer,
-          ] as ArrayBuffer[],
-        });
-      }
+      new StepChannel(request.layout, request.buffer).serve(step);
     }
   } catch (error) {
     self.postMessage(

@@ -85,14 +85,65 @@ Deno.test("two workers' gradients, weighted by shard size, are the whole batch's
         message: "Cannot run a parallel step: expected at most 2 shards, got 3",
       },
     );
-    // A failure inside a worker reaches the caller: too few pixels for 5 images.
+    // Too few pixels for 5 images: refused before any worker sees the shard.
     await assert.rejects(
       pool.step(readFlat(net.trainableWeights), new Float32Array(0), [
         { ...shards[0], pixels: shards[0].pixels.subarray(0, 784) },
       ]),
-      (error: Error) =>
-        error.name === "BackendError" && error.message.startsWith("Cannot train in a worker: "),
+      {
+        name: "RangeError",
+        message: "Cannot run a parallel step: expected 3920 pixels for 5 labels, got 784",
+      },
     );
+    // A failure inside a worker reaches the caller (augmentation strength 2 is out of range),
+    // and the worker takes the next step as usual.
+    await assert.rejects(
+      pool.step(readFlat(net.trainableWeights), new Float32Array(0), [
+        { ...shards[0], augment: { options: { strength: 2 }, seed: 1 } },
+      ]),
+      (error: Error) =>
+        error.name === "BackendError" &&
+        error.message.startsWith("Cannot train in a worker: Cannot augment images: expected"),
+    );
+    const again = await pool.step(readFlat(net.trainableWeights), new Float32Array(0), shards);
+    assert.deepEqual(again.gradients, result.gradients);
+    // Predicting (by message) between steps, then stepping again, gives the same gradients.
+    const probabilities = await pool.predict(
+      readFlat(net.trainableWeights),
+      new Float32Array(0),
+      pixels,
+      12,
+    );
+    assert.equal(probabilities.length, 120);
+    const after = await pool.step(readFlat(net.trainableWeights), new Float32Array(0), shards);
+    assert.deepEqual(after.gradients, result.gradients);
+    await assert.rejects(
+      pool.step(readFlat(net.trainableWeights).subarray(1), new Float32Array(0), shards),
+      {
+        name: "RangeError",
+        message: "Cannot run a parallel step: expected 6810 weights, got 6809",
+      },
+    );
+    // A bad second shard, after the first worker took its own: refused, and the pool goes on.
+    await assert.rejects(
+      pool.step(readFlat(net.trainableWeights), new Float32Array(0), [
+        shards[0],
+        { ...shards[1], labels: shards[1].labels.subarray(1) },
+      ]),
+      {
+        name: "RangeError",
+        message: "Cannot run a parallel step: expected 4704 pixels for 6 labels, got 5488",
+      },
+    );
+    assert.deepEqual(
+      (await pool.step(readFlat(net.trainableWeights), new Float32Array(0), shards)).gradients,
+      result.gradients,
+    );
+    // A larger shard than the workers have room for gets a larger channel.
+    const whole = await pool.step(readFlat(net.trainableWeights), new Float32Array(0), [
+      { pixels, labels, augment: null },
+    ]);
+    assert.equal(whole.losses.length, 12);
   } finally {
     pool.close();
     net.dispose();

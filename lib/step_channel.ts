@@ -1,0 +1,230 @@
+/**
+ * The shared memory through which the trainer hands a data-parallel worker
+ * its training steps: one `SharedArrayBuffer` a worker, holding the step's
+ * inputs (weights, batch-norm statistics, the shard's pixels and labels, its
+ * augmentation as JSON) and outputs (gradients, per-sample losses, updated
+ * statistics), and two 32-bit words for the handshake. The worker blocks in
+ * `Atomics.wait` until the trainer posts a command, the trainer in
+ * `Atomics.waitAsync` until the worker posts its status. Messages would copy
+ * every array twice (serialised, then read back) on the trainer's thread
+ * while the workers wait; `bench/pool_step.ts` times a whole step. Internal.
+ *
+ * @module
+ */
+
+/** Sizes a channel is laid out for. Internal. */
+export interface ChannelLayout {
+  /** Trainable weights, flat. */
+  params: number;
+  /** Non-trainable weights (batch-norm statistics), flat. */
+  state: number;
+  /** Most images in one shard. */
+  capacity: number;
+}
+
+/** `control[COMMAND]`: what the worker is to do next. */
+const COMMAND = 0;
+/** `control[STATUS]`: what the worker has done. */
+const STATUS = 1;
+/** `control[COUNT]`: images in the step's shard. */
+const COUNT = 2;
+/** `control[TEXT]`: bytes of JSON in `text` (the augmentation, or an error message). */
+const TEXT = 3;
+
+/** Commands, in `control[COMMAND]`. */
+const IDLE = 0, STEP = 1, LEAVE = 2;
+/** Statuses, in `control[STATUS]`. */
+const PENDING = 0, DONE = 1, FAILED = 2;
+
+/** Bytes for the augmentation's JSON or an error message. */
+const TEXT_BYTES = 4096;
+
+/** A step's inputs, as the worker reads them. Internal. */
+export interface StepInput {
+  /** All trainable weights, flat, in `trainableWeights` order. */
+  params: Float32Array;
+  /** All non-trainable weights, flat. */
+  state: Float32Array;
+  /** `count * 784` pixels of the shard. */
+  pixels: Float32Array;
+  /** `count` digits. */
+  labels: Int32Array;
+  count: number;
+  /** The shard's augmentation (as given to {@linkcode StepChannel.post}), or `null`. */
+  augment: unknown;
+}
+
+/** A step's outputs. Internal. */
+export interface StepOutput {
+  /** Gradient of the shard's mean loss, flat like `params`. */
+  gradients: Float32Array;
+  /** The shard's per-sample losses. */
+  losses: Float32Array;
+  /** Non-trainable weights after the shard's forward pass. */
+  state: Float32Array;
+}
+
+/** One worker's step channel, seen from either side. Internal. */
+export class StepChannel {
+  readonly buffer: SharedArrayBuffer;
+  readonly layout: ChannelLayout;
+  readonly #control: Int32Array;
+  readonly #text: Uint8Array;
+  readonly #in: Omit<StepInput, "count" | "augment">;
+  readonly #out: StepOutput;
+
+  /** A new channel for `layout`, or the view of an existing `buffer` laid out so. */
+  constructor(layout: ChannelLayout, buffer?: SharedArrayBuffer) {
+    const { params: P, state: S, capacity: C } = layout;
+    const floats = [P, S, C * 784, C, P, C, S];
+    const bytes = 16 + TEXT_BYTES + 4 * floats.reduce((a, n) => a + n, 0);
+    this.layout = layout;
+    this.buffer = buffer ?? new SharedArrayBuffer(bytes);
+    if (this.buffer.byteLength !== bytes) {
+      throw new RangeError(
+        `Cannot open a step channel: expected ${bytes} bytes, got ${this.buffer.byteLength}`,
+      );
+    }
+    this.#control = new Int32Array(this.buffer, 0, 4);
+    this.#text = new Uint8Array(this.buffer, 16, TEXT_BYTES);
+    let at = 16 + TEXT_BYTES;
+    const next = <T>(make: new (b: SharedArrayBuffer, at: number, n: number) => T, n: number) => {
+      const view = new make(this.buffer, at, n);
+      at += 4 * n;
+      return view;
+    };
+    this.#in = {
+      params: next(Float32Array, P),
+      state: next(Float32Array, S),
+      pixels: next(Float32Array, C * 784),
+      labels: next(Int32Array, C),
+    };
+    this.#out = {
+      gradients: next(Float32Array, P),
+      losses: next(Float32Array, C),
+      state: next(Float32Array, S),
+    };
+  }
+
+  // ----- the trainer's side
+
+  /**
+   * Post a step to the worker. The arrays are copied in; `augment` must
+   * survive `JSON.stringify` within 4 KiB.
+   * @throws {RangeError} When the shard does not fit or its arrays disagree.
+   */
+  post(
+    params: Float32Array,
+    state: Float32Array,
+    pixels: Float32Array,
+    labels: Int32Array,
+    augment: unknown,
+  ): void {
+    const count = labels.length, { layout } = this;
+    const wrong = params.length !== layout.params
+      ? `${layout.params} weights, got ${params.length}`
+      : state.length !== layout.state
+      ? `${layout.state} batch-norm statistics, got ${state.length}`
+      : count > layout.capacity
+      ? `at most ${layout.capacity} images, got ${count}`
+      : pixels.length !== count * 784
+      ? `${count * 784} pixels for ${count} labels, got ${pixels.length}`
+      : null;
+    if (wrong) throw new RangeError(`Cannot run a parallel step: expected ${wrong}`);
+    this.#in.params.set(params);
+    this.#in.state.set(state);
+    this.#in.pixels.set(pixels);
+    this.#in.labels.set(labels);
+    const text = JSON.stringify(augment);
+    if (!this.#writeText(text)) {
+      throw new RangeError(
+        `Cannot run a parallel step: expected an augmentation of at most ${TEXT_BYTES} bytes ` +
+          `as JSON, got ${new TextEncoder().encode(text).length}`,
+      );
+    }
+    this.#control[COUNT] = count;
+    this.#command(STEP);
+  }
+
+  /**
+   * Wait for the worker's answer to the last command: the step's outputs
+   * (views into the channel, valid until the next post), or nothing after
+   * {@linkcode leave}.
+   * @throws {Error} With the worker's message when the step failed.
+   */
+  async reply(): Promise<StepOutput> {
+    const wait = Atomics.waitAsync(this.#control, STATUS, PENDING);
+    if (wait.async) await wait.value;
+    if (Atomics.load(this.#control, STATUS) === FAILED) throw new Error(this.#readText());
+    const count = this.#control[COUNT];
+    return { ...this.#out, losses: this.#out.losses.subarray(0, count) };
+  }
+
+  /** Tell the worker to stop serving this channel (and read messages again). */
+  leave(): void {
+    this.#command(LEAVE);
+  }
+
+  /** Fail the pending command with `message` (when the worker itself failed). */
+  fail(message: string): void {
+    this.#writeText(message);
+    this.#answer(FAILED);
+  }
+
+  #command(command: number): void {
+    Atomics.store(this.#control, STATUS, PENDING);
+    Atomics.store(this.#control, COMMAND, command);
+    Atomics.notify(this.#control, COMMAND);
+  }
+
+  // ----- the worker's side
+
+  /**
+   * Serve steps until told to leave: block until a command, run `step` on
+   * its inputs, write its outputs and status back. A step that throws fails
+   * with its message; the next one runs as usual.
+   */
+  serve(step: (input: StepInput) => StepOutput): void {
+    for (;;) {
+      Atomics.wait(this.#control, COMMAND, IDLE);
+      const command = Atomics.exchange(this.#control, COMMAND, IDLE);
+      if (command === LEAVE) {
+        this.#answer(DONE);
+        return;
+      }
+      try {
+        const count = this.#control[COUNT];
+        const out = step({
+          params: this.#in.params,
+          state: this.#in.state,
+          pixels: this.#in.pixels.subarray(0, count * 784),
+          labels: this.#in.labels.subarray(0, count),
+          count,
+          augment: JSON.parse(this.#readText()),
+        });
+        this.#out.gradients.set(out.gradients);
+        this.#out.losses.set(out.losses);
+        this.#out.state.set(out.state);
+        this.#answer(DONE);
+      } catch (error) {
+        this.fail((error as Error)?.message ?? String(error));
+      }
+    }
+  }
+
+  #answer(status: number): void {
+    Atomics.store(this.#control, STATUS, status);
+    Atomics.notify(this.#control, STATUS);
+  }
+
+  /** Write `text` (truncated to what fits); whether all of it fitted. */
+  #writeText(text: string): boolean {
+    const { read, written } = new TextEncoder().encodeInto(text, this.#text);
+    this.#control[TEXT] = written;
+    return read === text.length;
+  }
+
+  #readText(): string {
+    return new TextDecoder().decode(this.#text.slice(0, this.#control[TEXT]));
+  }
+}

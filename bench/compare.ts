@@ -1,9 +1,11 @@
 /**
- * Side by side with PyTorch on this machine: one training pass of the
- * default recipe, test accuracy, time to 99%, and inference images/s at
- * batch 1 and 1000, for tinymnist's backends and, when `python3` can import
+ * Side by side with PyTorch on this machine: one training pass, test
+ * accuracy, time to 99%, and inference images/s at batch 1 and 1000, for
+ * tinymnist's backends (with its default recipe, and with the reference's:
+ * no augmentation, no difficult examples) and, when `python3` can import
  * `torch`, for the PyTorch reference in bench/reference/ (same architecture,
- * batch size and recipe, 2 threads). Run one at a time: `deno task bench:compare`.
+ * batch size, optimiser and schedule, 2 threads). Run one at a time:
+ * `deno task bench:compare`.
  *
  * Never part of `deno task test`. Prints a Markdown table and the ratios.
  */
@@ -13,7 +15,7 @@ import { evaluate } from "../lib/evaluate.ts";
 import { loadMnist } from "../lib/mnist.ts";
 import * as tf from "@tensorflow/tfjs";
 import { type Classifier, createModel, layersModelOf, type ModelPreset } from "../lib/model.ts";
-import { train } from "../lib/train.ts";
+import { train, type TrainOptions } from "../lib/train.ts";
 import { parallelClassifier } from "../lib/parallel_classifier.ts";
 import { trainingForward } from "../lib/forward.ts";
 import { smoothedCrossEntropy } from "../lib/loss.ts";
@@ -28,14 +30,45 @@ const { values } = parseFlags(
   },
   `Usage: deno task bench:compare [--backends LIST] [--preset NAME] [--data-dir DIR]
 
-Train one pass of the default recipe on each backend in LIST (default wasm;
-NAME:N trains on N images only, for speed), then the PyTorch reference in
-bench/reference/ when python3 can import torch; print test accuracy, time to
-99%, training and inference images/s as a Markdown table, and the ratios.
-Run it alone: another process on the machine makes both sides slower by
-different amounts.`,
+Train one pass on each backend in LIST (default wasm; NAME:N trains on N
+images only, for speed), twice: with tinymnist's default recipe, and with the
+reference's (no augmentation, no difficult examples); then the PyTorch
+reference in bench/reference/ when python3 can import torch. Print test
+accuracy, time to 99%, training and inference images/s as a Markdown table,
+and the ratios. Run it alone: another process on the machine makes both sides
+slower by different amounts (it warns when the CPUs were busy just before).`,
 );
 const preset = values.preset as ModelPreset;
+
+/**
+ * How busy the machine's CPUs were over one second, from 0 to 1, read from
+ * Linux's /proc/stat while this process sleeps (so: other processes); null
+ * where there is no /proc/stat.
+ */
+async function othersBusy(): Promise<number | null> {
+  const sample = async () => {
+    const line = (await Deno.readTextFile("/proc/stat")).split("\n")[0];
+    const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+    return { idle: ticks[3] + (ticks[4] ?? 0), total: ticks.reduce((a, b) => a + b, 0) };
+  };
+  try {
+    const a = await sample();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const b = await sample();
+    return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total);
+  } catch {
+    return null;
+  }
+}
+const busy = await othersBusy();
+if (busy !== null && busy > 0.1) {
+  console.error(
+    `warning: other processes kept the CPUs ${
+      Math.round(100 * busy)
+    }% busy just before this run; ` +
+      "both sides will be slower by different amounts, so the ratios are off. Run it alone.",
+  );
+}
 const data = await loadMnist({ dir: values["data-dir"] });
 
 interface Row {
@@ -85,40 +118,50 @@ async function stepKernelMs(model: Classifier): Promise<number | undefined> {
 }
 
 const rows: Row[] = [];
+/**
+ * The two recipes each backend trains: tinymnist's default, and the
+ * reference's own (no augmentation, no difficult examples), like for like.
+ */
+const recipes: [string, TrainOptions][] = [
+  ["", {}],
+  [", PyTorch's recipe", { augment: false, hardExamples: 0 }],
+];
 // "wasm" trains a full pass; "cpu:640" trains on 640 images only (speed, no accuracy).
 for (const spec of values.backends!.split(",")) {
-  const [backend, limit] = spec.split(":") as [BackendName, string | undefined];
-  const selection = await selectBackend(backend);
-  const model = createModel({ preset });
-  const count = limit ? Number(limit) : data.train.count;
-  const subset = {
-    images: data.train.images.subarray(0, count * 784),
-    labels: data.train.labels.subarray(0, count),
-    count,
-  };
-  const result = await train(model, subset);
-  const { accuracy } = limit ? { accuracy: NaN } : await evaluate(model, data.test);
-  rows.push({
-    name: `tinymnist ${selection.description}`,
-    partial: limit ? count : undefined,
-    kernelMs: await stepKernelMs(model),
-    trainImagesPerSecond: result.imagesPerSecond,
-    trainSeconds: data.train.count / result.imagesPerSecond,
-    testAccuracy: accuracy,
-    inferenceBatch1: await inferenceRate((x) => model.predict(x), 1),
-    inferenceBatch1000: await inferenceRate((x) => model.predict(x), 1000),
-    inferenceBatch1000Workers: result.workers > 0
-      ? await (async () => {
-        const scorer = await parallelClassifier(model, result.workers);
-        try {
-          return await inferenceRate((x) => scorer.predict(x), 1000);
-        } finally {
-          scorer.dispose();
-        }
-      })()
-      : undefined,
-  });
-  model.dispose();
+  for (const [recipe, options] of recipes) {
+    const [backend, limit] = spec.split(":") as [BackendName, string | undefined];
+    const selection = await selectBackend(backend);
+    const model = createModel({ preset });
+    const count = limit ? Number(limit) : data.train.count;
+    const subset = {
+      images: data.train.images.subarray(0, count * 784),
+      labels: data.train.labels.subarray(0, count),
+      count,
+    };
+    const result = await train(model, subset, options);
+    const { accuracy } = limit ? { accuracy: NaN } : await evaluate(model, data.test);
+    rows.push({
+      name: `tinymnist ${selection.description}${recipe}`,
+      partial: limit ? count : undefined,
+      kernelMs: await stepKernelMs(model),
+      trainImagesPerSecond: result.imagesPerSecond,
+      trainSeconds: data.train.count / result.imagesPerSecond,
+      testAccuracy: accuracy,
+      inferenceBatch1: await inferenceRate((x) => model.predict(x), 1),
+      inferenceBatch1000: await inferenceRate((x) => model.predict(x), 1000),
+      inferenceBatch1000Workers: result.workers > 0
+        ? await (async () => {
+          const scorer = await parallelClassifier(model, result.workers);
+          try {
+            return await inferenceRate((x) => scorer.predict(x), 1000);
+          } finally {
+            scorer.dispose();
+          }
+        })()
+        : undefined,
+    });
+    model.dispose();
+  }
 }
 
 // Debian's python3-torch lives in /usr/bin/python3, which a pyenv or venv

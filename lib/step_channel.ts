@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { IMAGE_PIXELS } from "./images.ts";
 
 /** Sizes a channel is laid out for. Internal. */
 export interface ChannelLayout {
@@ -76,7 +77,7 @@ export class StepChannel {
   /** A new channel for `layout`, or the view of an existing `buffer` laid out so. */
   constructor(layout: ChannelLayout, buffer?: SharedArrayBuffer) {
     const { params: P, state: S, capacity: C } = layout;
-    const floats = [P, S, C * 784, C, P, C, S];
+    const floats = [P, S, C * IMAGE_PIXELS, C, P, C, S];
     const bytes = 16 + TEXT_BYTES + 4 * floats.reduce((a, n) => a + n, 0);
     this.layout = layout;
     this.buffer = buffer ?? new SharedArrayBuffer(bytes);
@@ -96,7 +97,7 @@ export class StepChannel {
     this.#in = {
       params: next(Float32Array, P),
       state: next(Float32Array, S),
-      pixels: next(Float32Array, C * 784),
+      pixels: next(Float32Array, C * IMAGE_PIXELS),
       labels: next(Int32Array, C),
     };
     this.#out = {
@@ -127,8 +128,8 @@ export class StepChannel {
       ? `${layout.state} batch-norm statistics, got ${state.length}`
       : count > layout.capacity
       ? `at most ${layout.capacity} images, got ${count}`
-      : pixels.length !== count * 784
-      ? `${count * 784} pixels for ${count} labels, got ${pixels.length}`
+      : pixels.length !== count * IMAGE_PIXELS
+      ? `${count * IMAGE_PIXELS} pixels for ${count} labels, got ${pixels.length}`
       : null;
     if (wrong) throw new RangeError(`Cannot run a parallel step: expected ${wrong}`);
     this.#in.params.set(params);
@@ -197,7 +198,7 @@ export class StepChannel {
         const out = step({
           params: this.#in.params,
           state: this.#in.state,
-          pixels: this.#in.pixels.subarray(0, count * 784),
+          pixels: this.#in.pixels.subarray(0, count * IMAGE_PIXELS),
           labels: this.#in.labels.subarray(0, count),
           count,
           augment: JSON.parse(this.#readText()),

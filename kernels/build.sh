@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build kernels/*.c (simd.c, conv.c, winograd.c) into lib/wasm/simd_binary.ts: one module with
+# Build kernels/*.c (simd.c, conv.c, matmul.c, winograd.c; block_4x8.h) into lib/wasm/simd_binary.ts: one module with
 # plain WASM SIMD and one with relaxed SIMD's fused multiply-add as well (for runtimes that support
 # it), both as base64.
 # Needs LLVM 19 (clang, lld, llvm-objdump; Debian 12: apt-get install clang-19 lld-19 llvm-19;
@@ -20,7 +20,7 @@ build() { # build NAME FLAGS...
   shift
   clang --target=wasm32 -O3 -msimd128 "$@" -nostdlib -fno-builtin -ffreestanding \
     -Wl,--no-entry -Wl,--import-memory -Wl,--strip-all \
-    -o "$out/$name.wasm" kernels/simd.c kernels/conv.c kernels/winograd.c
+    -o "$out/$name.wasm" kernels/simd.c kernels/conv.c kernels/matmul.c kernels/winograd.c
   # The module shares the backend's memory: it must not use a stack there.
   local listing
   listing=$(llvm-objdump -d "$out/$name.wasm")

@@ -7,60 +7,13 @@
 // xp[n][oy + ky][ox + kx][ci] of the input padded beforehand (pad_nhwc), so
 // no bounds are checked inside. The output channels are the vector axis
 // (Co a multiple of 8); each block keeps 4 × 8 sums in 8 registers and
-// updates them with one multiply-add per input value and weight vector.
-//
-// MADD is relaxed SIMD's f32x4.relaxed_madd when built with -DRELAXED_SIMD
-// (one fused multiply-add on hardware that has it), else a multiply and an add.
+// updates them with one multiply-add per input value and weight vector
+// (block_4x8.h).
 #include <wasm_simd128.h>
 
+#include "block_4x8.h"
+
 #define EXPORT(name) __attribute__((export_name(#name)))
-
-#ifdef RELAXED_SIMD
-#define MADD(a, b, c) wasm_f32x4_relaxed_madd(a, b, c)
-#else
-#define MADD(a, b, c) wasm_f32x4_add(wasm_f32x4_mul(a, b), c)
-#endif
-
-// The 4 × 8 block of sums both kernels keep in registers: a<row><half>.
-#define ZERO_4x8()                                                    \
-  v128_t a00 = wasm_f32x4_splat(0), a01 = a00, a10 = a00, a11 = a00; \
-  v128_t a20 = a00, a21 = a00, a30 = a00, a31 = a00
-
-// Row j of the block += the float at xj times the 8 floats v0, v1.
-#define UPDATE_4x8(v0, v1, x0, x1, x2, x3)                         \
-  do {                                                             \
-    v128_t s = wasm_v128_load32_splat(x0);                         \
-    a00 = MADD(s, v0, a00), a01 = MADD(s, v1, a01);                \
-    s = wasm_v128_load32_splat(x1);                                \
-    a10 = MADD(s, v0, a10), a11 = MADD(s, v1, a11);                \
-    s = wasm_v128_load32_splat(x2);                                \
-    a20 = MADD(s, v0, a20), a21 = MADD(s, v1, a21);                \
-    s = wasm_v128_load32_splat(x3);                                \
-    a30 = MADD(s, v0, a30), a31 = MADD(s, v1, a31);                \
-  } while (0)
-
-// Store the block's first `rows` rows, `stride` floats apart, at out.
-#define STORE_4x8(out, stride, rows)                                              \
-  do {                                                                            \
-    wasm_v128_store(out, a00), wasm_v128_store(out + 4, a01);                     \
-    if (rows > 1) wasm_v128_store(out + stride, a10), wasm_v128_store(out + stride + 4, a11); \
-    if (rows > 2)                                                                 \
-      wasm_v128_store(out + 2 * stride, a20), wasm_v128_store(out + 2 * stride + 4, a21); \
-    if (rows > 3)                                                                 \
-      wasm_v128_store(out + 3 * stride, a30), wasm_v128_store(out + 3 * stride + 4, a31); \
-  } while (0)
-
-// Load the block's first `rows` rows, `stride` floats apart, from at (the
-// sums so far; a missing row keeps its zeros and is never stored).
-#define LOAD_4x8(at, stride, rows)                                                  \
-  do {                                                                              \
-    a00 = wasm_v128_load(at), a01 = wasm_v128_load(at + 4);                         \
-    if (rows > 1) a10 = wasm_v128_load(at + stride), a11 = wasm_v128_load(at + stride + 4); \
-    if (rows > 2)                                                                   \
-      a20 = wasm_v128_load(at + 2 * stride), a21 = wasm_v128_load(at + 2 * stride + 4); \
-    if (rows > 3)                                                                   \
-      a30 = wasm_v128_load(at + 3 * stride), a31 = wasm_v128_load(at + 3 * stride + 4); \
-  } while (0)
 
 // xp[n][y + top][x + left][c] = x[n][y][x][c], 0 elsewhere; xp is [N][Hp][Wp][C].
 EXPORT(pad_nhwc)
@@ -145,16 +98,16 @@ static inline int patch_offset(int k, int KW, int Ci, int Wp) {
 // for a padded input xp [N][Hp][Wp][Ci] and dy [N][OH][OW][Co]. The sum runs
 // band by band of output rows: each 4 × 8 block of dw passes over the band
 // (from the L1 cache) and adds it to its sums, kept in dw between bands.
-// With accumulate set, the sums start from dw's values instead of zero.
-void filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
-                 const float* dy, int Co, float* dw, int accumulate) {
+EXPORT(conv_filter_grad)
+void conv_filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
+                      const float* dy, int Co, float* dw) {
   const int OH = Hp - KH + 1, OW = Wp - KW + 1, K = KH * KW * Ci;
   const int row_bytes = 4 * (OW * Co + Wp * Ci);
   const int band = BAND_BYTES / row_bytes > 1 ? BAND_BYTES / row_bytes : 1;
   for (int n = 0; n < N; n++) {
     for (int oy0 = 0; oy0 < OH; oy0 += band) {
       const int oy1 = OH - oy0 < band ? OH : oy0 + band;
-      const int first = n == 0 && oy0 == 0 && !accumulate;
+      const int first = n == 0 && oy0 == 0;
       for (int k = 0; k < K; k += 4) {
         // Up to 4 filter rows; a missing one repeats the last and is not stored.
         const int rows = K - k < 4 ? K - k : 4;
@@ -179,10 +132,4 @@ void filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
       }
     }
   }
-}
-
-EXPORT(conv_filter_grad)
-void conv_filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
-                      const float* dy, int Co, float* dw) {
-  filter_grad(xp, N, Hp, Wp, Ci, KH, KW, dy, Co, dw, 0);
 }

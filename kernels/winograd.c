@@ -4,9 +4,8 @@
 // for its 6×6 input patch d and the 3×3 filter g, so the 144 multiply-adds per
 // tile, input and output channel of the direct convolution become 36. The 36
 // element-wise products are summed over the input channels as 36 matrix
-// products [tiles × Ci]·[Ci × Co], which conv_forward (conv.c) runs as
-// 1×1 convolutions; the transforms are additions and multiplications by
-// constants, vectorised over channels.
+// products [tiles × Ci]·[Ci × Co] (matmul.c); the transforms are additions
+// and multiplications by constants, vectorised over channels.
 //
 //   Bᵀ = [4  0 −5  0 1 0;  0 −4 −4  1 1 0;  0 4 −4 −1 1 0;
 //         0 −2 −1  2 1 0;  0  2 −1 −2 1 0;  0 4  0 −5 0 1]
@@ -23,10 +22,8 @@
 #define EXPORT(name) __attribute__((export_name(#name)))
 #define INLINE static inline __attribute__((always_inline))
 
-void conv_forward(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW, const float* w,
-                  int Co, float* y);
-void filter_grad(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW, const float* dy,
-                 int Co, float* dw, int accumulate);
+void matmul(const float* a, int M, int K, const float* b, int N, float* c);
+void matmul_tn(const float* a, int M, int K, const float* b, int N, float* c, int accumulate);
 
 #define ADD wasm_f32x4_add
 #define SUB wasm_f32x4_sub
@@ -194,10 +191,9 @@ void winograd_conv3x3(const float* xp, int N, int Hp, int Wp, int Ci, const floa
   for (int first = 0; first < tiles; first += chunk) {
     const int count = tiles - first < chunk ? tiles - first : chunk;
     transform_input(xp, Hp, Wp, Ci, TH, TW, first, count, v);
-    for (int e = 0; e < 36; e++) {
-      // [count × Ci]·[Ci × Co] as a 1×1 convolution of a 1 × count image.
-      conv_forward(v + e * (count * Ci + SKEW), 1, 1, count, Ci, 1, 1, u + e * Ci * Co, Co,
-                   m + e * (count * Co + SKEW));
+    for (int e = 0; e < 36; e++) {  // m[e] = v[e]·u[e]: [count × Ci]·[Ci × Co]
+      matmul(v + e * (count * Ci + SKEW), count, Ci, u + e * Ci * Co, Co,
+             m + e * (count * Co + SKEW));
     }
     transform_output(m, Co, TH, TW, OH, OW, first, count, bias, relu, y);
   }
@@ -270,10 +266,9 @@ void winograd_filter_grad3x3(const float* xp, int N, int Hp, int Wp, int Ci, con
     const int count = tiles - first < chunk ? tiles - first : chunk;
     transform_input(xp, Hp, Wp, Ci, TH, TW, first, count, v);
     transform_output_grad(dy, Co, TH, TW, OH, OW, first, count, w);
-    for (int e = 0; e < 36; e++) {
-      // m[e] (+)= v[e]ᵀ·w[e]: the filter gradient of a 1×1 convolution of a 1 × count image.
-      filter_grad(v + e * (count * Ci + SKEW), 1, 1, count, Ci, 1, 1, w + e * (count * Co + SKEW),
-                  Co, m + e * Ci * Co, first > 0);
+    for (int e = 0; e < 36; e++) {  // m[e] (+)= v[e]ᵀ·w[e]: [Ci × count]·[count × Co]
+      matmul_tn(v + e * (count * Ci + SKEW), count, Ci, w + e * (count * Co + SKEW), Co,
+                m + e * Ci * Co, first > 0);
     }
   }
   transform_filter_grad(m, Ci, Co, dw);

@@ -54,11 +54,14 @@ const { values } = parseFlags(
     validation: { type: "boolean", default: false },
     "validation-split": { type: "string", default: "last" },
     "teacher-epochs": { type: "string", default: "1" },
+    "data-dir": { type: "string" },
   },
   `Usage: deno task ablation [--set NAME] [--only TEXT] [--seeds 42,1,...] [--validation]
        [--validation-split last|first] [--part K/N] [--teacher-epochs N] [--backend NAME]
+       [--data-dir DIR]
 
-Train the README's recipe tables on the real MNIST, one run at a time, and
+Train the README's recipe tables on the real MNIST (from --data-dir, else where
+TINYMNIST_DATA_DIR says, else the cache or a download), one run at a time, and
 print each run's test (or, with --validation, validation) accuracy and
 seconds as JSON lines, then the mean and min per variant. Sets: ablation
 (default), tuning, widths, levers, passes, distillation.`,
@@ -240,7 +243,7 @@ if (!chosen) {
 const seeds = (values.seeds ?? chosen.seeds).split(",").map(Number);
 const variants = chosen.variants;
 await selectBackend(values.backend as "wasm");
-const mnist = await loadMnist();
+const mnist = await loadMnist({ dir: values["data-dir"] });
 // --validation: fit on the first 55,000 training images, score on the last 5,000 (for choices;
 // --validation-split first: score on the first 5,000, fit on the rest); otherwise fit on all
 // 60,000 and score on the 10,000 test images (for the final figures).

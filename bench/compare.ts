@@ -9,7 +9,7 @@
  *
  * Never part of `deno task test`. Prints a Markdown table and the ratios.
  */
-import { parseFlags } from "./_usage.ts";
+import { parseFlags, usage } from "./_usage.ts";
 import { type BackendName, selectBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/evaluate.ts";
 import { loadMnist } from "../lib/mnist.ts";
@@ -38,6 +38,26 @@ accuracy, time to 99%, training and inference images/s as a Markdown table,
 and the ratios. Run it alone: another process on the machine makes both sides
 slower by different amounts (it warns when the CPUs were busy just before).`,
 );
+/** Presets the PyTorch reference builds too (bench/reference/torch_mnist.py). */
+const PRESETS = ["tiny", "small", "seed"];
+if (!PRESETS.includes(values.preset!)) {
+  usage(
+    "run the comparison",
+    `expected --preset to be one of ${
+      PRESETS.join(", ")
+    } (the reference builds those), got "${values.preset}"`,
+  );
+}
+const BACKENDS = ["wasm", "webgpu", "cpu"];
+for (const spec of values.backends!.split(",")) {
+  const [backend, limit] = spec.split(":");
+  if (!BACKENDS.includes(backend) || (limit !== undefined && !/^[1-9]\d*$/.test(limit))) {
+    usage(
+      "run the comparison",
+      `expected --backends to list ${BACKENDS.join(", ")}, each with an optional :N, got "${spec}"`,
+    );
+  }
+}
 const preset = values.preset as ModelPreset;
 
 /**

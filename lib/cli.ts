@@ -519,7 +519,7 @@ async function trainCommand(args: string[]): Promise<number> {
     learningRate: learningRate ?? 0.03,
     miniEpochs,
     hardExamples: hardExamples ?? 0.15,
-    augment: augmentation === "none" ? false : augmentation === "strong" ? "strong" : true,
+    augment: augmentation === "none" ? false : augmentation,
     workers: result.workers,
     ...(values.teacher === undefined ? {} : { teacher: values.teacher }),
   };
@@ -695,10 +695,12 @@ async function predictCommand(args: string[]): Promise<number> {
       });
       results.push({ file, error: "" });
     } catch (error) {
+      // Named as decodeImage names the file, so that every message about a file reads alike.
+      const read = `Cannot read image ${JSON.stringify(file)}: expected a file, got`;
       const message = error instanceof Deno.errors.NotFound
-        ? "Cannot read image: expected a file, got none at this path"
+        ? `${read} none at this path`
         : error instanceof Deno.errors.IsADirectory
-        ? "Cannot read image: expected a file, got a folder"
+        ? `${read} a folder`
         : (error as Error).message;
       results.push({ file, error: message });
     }

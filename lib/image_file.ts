@@ -52,9 +52,16 @@ function unpackLowDepth(packed: Uint8Array, width: number, height: number, depth
   return out;
 }
 
+/** A decoder's error message, without the trailing colon or space some of them end with. */
+function reason(error: unknown): string {
+  return String((error as Error)?.message ?? error).replace(/[\s:]+$/, "");
+}
+
 function decodePng(bytes: Uint8Array, fail: (why: string) => never): PixelImage {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length < 24) fail("truncated PNG header");
+  if (bytes.length < 24) {
+    fail(`expected a PNG header of at least 24 bytes, got ${bytes.length}`);
+  }
   const width = view.getUint32(16), height = view.getUint32(20);
   if (width * height > MAX_IMAGE_PIXELS) {
     fail(`expected at most ${MAX_IMAGE_PIXELS} pixels, got ${width}×${height}`);
@@ -63,19 +70,19 @@ function decodePng(bytes: Uint8Array, fail: (why: string) => never): PixelImage 
   try {
     png = decodePngFile(bytes);
   } catch (error) {
-    fail(`not a valid PNG (${(error as Error).message})`);
+    fail(`expected a valid PNG, got one that does not decode (${reason(error)})`);
   }
   if (png.palette) {
     try {
       // RGB, or RGBA where a tRNS chunk gives the palette alpha.
       return { width, height, data: convertIndexedToRgb(png), channels: png.palette[0].length };
     } catch (error) {
-      fail(`not a valid PNG (${(error as Error).message})`);
+      fail(`expected a valid PNG, got one whose palette does not decode (${reason(error)})`);
     }
   }
   if (png.depth < 8) {
     if (png.channels !== 1) {
-      fail(`unsupported PNG: ${png.depth}-bit samples in ${png.channels} channels`);
+      fail(`expected ${png.depth}-bit samples in 1 channel, got ${png.channels} channels`);
     }
     return {
       width,
@@ -102,7 +109,7 @@ function decodeJpeg(bytes: Uint8Array, fail: (why: string) => never): PixelImage
       channels: 4,
     };
   } catch (error) {
-    fail(`not a valid JPEG (${(error as Error)?.message ?? error})`);
+    fail(`expected a valid JPEG, got one that does not decode (${reason(error)})`);
   }
 }
 

@@ -272,7 +272,7 @@ export async function loadModel(path: string): Promise<Classifier> {
       return await Deno.readFile(file);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
-        throw fail(`expected ${what} "${file}", but it is missing`);
+        throw fail(`expected ${what} "${file}", got none`);
       }
       if (
         error instanceof Deno.errors.IsADirectory || (error as { code?: string }).code === "EISDIR"

@@ -312,10 +312,14 @@ export async function loadMnist(
   if (options.dir !== undefined) {
     const found = await findFiles(options.dir);
     if (found.missing.length > 0) {
+      const folder = JSON.stringify(options.dir);
+      const exists = await Deno.stat(options.dir).then((s) => s.isDirectory, () => false);
       throw new MnistDataError(
-        `${ctx.prefix}: directory ${JSON.stringify(options.dir)} is missing ${
-          found.missing.map((name) => `${name}.gz`).join(", ")
-        } (gzipped or uncompressed)`,
+        exists
+          ? `${ctx.prefix}: expected ${
+            found.missing.map((name) => `${name}.gz`).join(", ")
+          } (gzipped or uncompressed) in ${folder}, got none`
+          : `${ctx.prefix}: expected a folder at ${folder}, got none`,
       );
     }
     return build(ctx, await readAll(ctx, found.files), options.dir);

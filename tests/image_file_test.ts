@@ -226,11 +226,17 @@ Deno.test("decodeImage() names the file and the fault, never an internal error",
       new TextEncoder().encode("GIF89a"),
       /^Cannot decode image "f": expected a PNG or JPEG file, got bytes 47 49 46 38$/,
     ],
-    [png.slice(0, 20), /^Cannot decode image "f": truncated PNG header$/],
-    [png.slice(0, -20), /^Cannot decode image "f": not a valid PNG \(/],
+    [
+      png.slice(0, 20),
+      /^Cannot decode image "f": expected a PNG header of at least 24 bytes, got 20$/,
+    ],
+    [
+      png.slice(0, -20),
+      /^Cannot decode image "f": expected a valid PNG, got one that does not decode \(.*[^:\s]\)$/,
+    ],
     [
       encodeJpeg(new Uint8Array(64 * 4), 8, 8, 75).slice(0, 100),
-      /^Cannot decode image "f": not a valid JPEG \(/,
+      /^Cannot decode image "f": expected a valid JPEG, got one that does not decode \(/,
     ],
   ];
   // A small file declaring a huge image is refused from its header.

@@ -86,12 +86,12 @@ Deno.test("corrupt or truncated model files are a ModelFileError, not a crash in
     await assert.rejects(loadModel(path), {
       name: "ModelFileError",
       message:
-        `Cannot load model "${path}": expected weights file "${path}/weights.bin", but it is missing`,
+        `Cannot load model "${path}": expected weights file "${path}/weights.bin", got none`,
     });
     await assert.rejects(loadModel(`${dir}/nothing`), {
       name: "ModelFileError",
       message:
-        `Cannot load model "${dir}/nothing": expected the model's JSON file "${dir}/nothing/model.json", but it is missing`,
+        `Cannot load model "${dir}/nothing": expected the model's JSON file "${dir}/nothing/model.json", got none`,
     });
   }));
 
@@ -167,7 +167,7 @@ Deno.test("the standard layers format loads: converter shard names, several shar
     await assert.rejects(loadModel(sharded), {
       name: "ModelFileError",
       message:
-        `Cannot load model "${sharded}": expected weights file "${sharded}/group1-shard2of3.bin", but it is missing`,
+        `Cannot load model "${sharded}": expected weights file "${sharded}/group1-shard2of3.bin", got none`,
     });
     // A manifest cannot reach outside the folder.
     const outside = await write("outside", [{
@@ -204,7 +204,7 @@ Deno.test("a path to a .json file means that file and the folder it is in", () =
     await assert.rejects(loadModel(`${path}/other-model.json`), {
       name: "ModelFileError",
       message:
-        `Cannot load model "${path}/other-model.json": expected the model's JSON file "${path}/other-model.json", but it is missing`,
+        `Cannot load model "${path}/other-model.json": expected the model's JSON file "${path}/other-model.json", got none`,
     });
   }));
 

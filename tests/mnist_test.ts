@@ -390,15 +390,14 @@ Deno.test("an explicit dir without the files is an error, not a download", async
     await assertRejectsWith(
       loadMnist({ dir: tmp, cacheDir: `${tmp}/cache`, fetch }),
       MnistDataError,
-      `Cannot load dataset "mnist": directory "${tmp}" is missing ` +
+      `Cannot load dataset "mnist": expected ` +
         "train-images-idx3-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz " +
-        "(gzipped or uncompressed)",
+        `(gzipped or uncompressed) in "${tmp}", got none`,
     );
     await assertRejectsWith(
       loadMnist({ dir: `${tmp}/nope`, fetch }),
       MnistDataError,
-      `Cannot load dataset "mnist": directory "${tmp}/nope" is missing ${GZ_FILES.join(", ")} ` +
-        "(gzipped or uncompressed)",
+      `Cannot load dataset "mnist": expected a folder at "${tmp}/nope", got none`,
     );
     assert.deepEqual(fetch.urls, []);
     assert.deepEqual(await list(tmp), ["train-labels-idx1-ubyte"]);

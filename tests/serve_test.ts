@@ -269,7 +269,7 @@ withServer(
         good.slice(0, -100),
         "image/png",
         400,
-        /^Cannot decode image "request body": not a valid PNG \(/,
+        /^Cannot decode image "request body": expected a valid PNG, got one that does not decode \(/,
       ],
       [
         new Uint8Array([1, 2, 3, 4, 5]),

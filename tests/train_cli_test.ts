@@ -58,7 +58,7 @@ Deno.test("train --report --logdir writes a report Chromium renders, TensorBoard
     assert.equal(model.card?.seed, 42);
     assert.equal(model.card?.testAccuracy, summary.testAccuracy);
     assert.equal(model.card?.training?.epochs, 1);
-    assert.equal(model.card?.training?.augment, true, "the default, mild augmentation");
+    assert.equal(model.card?.training?.augment, "mild", "the default augmentation, by name");
     model.dispose();
     assert.match(stderr, /^augmentation: mild, strength decaying to 0 over the run$/m);
 

@@ -1,0 +1,54 @@
+/**
+ * The measurement scripts' command lines: each answers --help with exit code
+ * 0, and a bad flag or value with one line ending "(see --help)" and exit
+ * code 2, before it loads data or trains anything.
+ */
+import assert from "node:assert/strict";
+
+/** Run a bench script as its task does (all permissions: the flags are what is tested). */
+async function bench(script: string, args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(`../bench/${script}`, import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+const SCRIPTS = ["compare.ts", "gpu.ts", "ablation.ts", "step_profile.ts", "pool_step.ts"];
+
+for (const script of SCRIPTS) {
+  Deno.test(`bench/${script} answers --help and refuses an unknown flag`, async () => {
+    const help = await bench(script, ["--help"]);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: /);
+    const bad = await bench(script, ["--no-such-flag"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^error: Cannot [^\n]+ \(see --help\)\n$/);
+  });
+}
+
+Deno.test("bench:compare refuses a preset the reference lacks and an unknown backend at once", async () => {
+  for (
+    const [args, message] of [
+      [
+        ["--preset", "wide"],
+        'expected --preset to be one of tiny, small, seed (the reference builds those), got "wide"',
+      ],
+      [
+        ["--backends", "wasm,gpu"],
+        'expected --backends to list wasm, webgpu, cpu, each with an optional :N, got "gpu"',
+      ],
+      [
+        ["--backends", "cpu:0"],
+        'expected --backends to list wasm, webgpu, cpu, each with an optional :N, got "cpu:0"',
+      ],
+    ]
+  ) {
+    const { code, stderr } = await bench("compare.ts", args as string[]);
+    assert.equal(code, 2);
+    assert.equal(stderr, `error: Cannot run the comparison: ${message} (see --help)\n`);
+  }
+});

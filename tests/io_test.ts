@@ -85,8 +85,7 @@ Deno.test("corrupt or truncated model files are a ModelFileError, not a crash in
     await Deno.remove(`${path}/weights.bin`);
     await assert.rejects(loadModel(path), {
       name: "ModelFileError",
-      message:
-        `Cannot load model "${path}": expected weights file "${path}/weights.bin", got none`,
+      message: `Cannot load model "${path}": expected weights file "${path}/weights.bin", got none`,
     });
     await assert.rejects(loadModel(`${dir}/nothing`), {
       name: "ModelFileError",

@@ -254,17 +254,26 @@ function oneOf<T extends string>(
 const encoder = new TextEncoder();
 const err = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
 
-/** Renders training progress: a bar on a terminal, a line per 10% otherwise. */
+/**
+ * Renders training progress: a bar on a terminal, a line per 10% otherwise.
+ * The speed and ETA leave out the first batch, which includes the start-up
+ * (workers, shaders); the loss is the latest one read back (the epoch line
+ * gives the epoch's mean).
+ */
 function progressReporter(tty: boolean): (e: BatchEvent) => void {
   let lastDraw = 0, lastDecile = -1;
+  let first: BatchEvent | undefined;
   return (e) => {
+    first ??= e;
     const fraction = e.images / e.totalImages;
-    const rate = e.images / Math.max(e.seconds, 1e-9);
-    const eta = (e.totalImages - e.images) / Math.max(rate, 1e-9);
+    const rate = (e.images - first.images) / Math.max(e.seconds - first.seconds, 1e-9);
+    const measured = e !== first;
+    const speed = measured ? `${rate.toFixed(0)} img/s` : "- img/s";
+    const eta = measured
+      ? `${((e.totalImages - e.images) / Math.max(rate, 1e-9)).toFixed(0)}s`
+      : "-";
     const loss = Number.isNaN(e.loss) ? "  -   " : e.loss.toFixed(4);
-    const text = `${e.images}/${e.totalImages} img  ${rate.toFixed(0)} img/s  loss ${loss}  ETA ${
-      eta.toFixed(0)
-    }s`;
+    const text = `${e.images}/${e.totalImages} img  ${speed}  latest loss ${loss}  ETA ${eta}`;
     if (tty) {
       const now = performance.now();
       if (now - lastDraw < 100 && fraction < 1) return;
@@ -475,7 +484,7 @@ async function trainCommand(args: string[]): Promise<number> {
     },
     onEpochEnd: (e) =>
       say(
-        `epoch ${e.epoch + 1}/${epochs}: loss ${e.loss.toFixed(4)}, ${
+        `epoch ${e.epoch + 1}/${epochs}: mean loss ${e.loss.toFixed(4)}, ${
           e.seconds.toFixed(1)
         } s of steps, ${e.imagesPerSecond.toFixed(0)} img/s`,
       ),

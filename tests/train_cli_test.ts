@@ -62,6 +62,22 @@ Deno.test("train --report --logdir writes a report Chromium renders, TensorBoard
     model.dispose();
     assert.match(stderr, /^augmentation: mild, strength decaying to 0 over the run$/m);
 
+    // Progress without a terminal: a line per 10%. The first batch includes the start-up, so it
+    // gives no speed or ETA; the loss is labelled as the latest, the epoch line's as the mean.
+    const progress = stderr.split("\n").filter((line) => line.startsWith("progress "));
+    assert.match(
+      progress[0],
+      /^progress 0% 64\/60000 img {2}- img\/s {2}latest loss .{6} {2}ETA -$/,
+    );
+    assert.ok(progress.length >= 10, progress.join("\n"));
+    for (const line of progress.slice(1)) {
+      assert.match(
+        line,
+        /^progress \d+% \d+\/60000 img {2}\d+ img\/s {2}latest loss .{6} {2}ETA \d+s$/,
+      );
+    }
+    assert.match(stderr, /^epoch 1\/1: mean loss \d\.\d{4}, /m);
+
     // TensorBoard: one event file with records (its format is checked in tensorboard_test.ts).
     const events = [...Deno.readDirSync(`${dir}/logs`)].map((e) => e.name);
     assert.equal(events.length, 1);

@@ -251,6 +251,17 @@ function oneOf<T extends string>(
   return value as T;
 }
 
+/**
+ * `message` naming `file` after its action, as decodeImage names it
+ * ("Cannot preprocess image: …" becomes `Cannot preprocess image "f": …`),
+ * unless it names the file already.
+ */
+function namingFile(message: string, file: string): string {
+  const quoted = JSON.stringify(file);
+  if (message.includes(quoted)) return message;
+  return message.replace(/^(Cannot [^:"]+):/, `$1 ${quoted}:`);
+}
+
 const encoder = new TextEncoder();
 const err = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
 
@@ -710,7 +721,7 @@ async function predictCommand(args: string[]): Promise<number> {
         ? `${read} none at this path`
         : error instanceof Deno.errors.IsADirectory
         ? `${read} a folder`
-        : (error as Error).message;
+        : namingFile((error as Error).message, file);
       results.push({ file, error: message });
     }
   }
@@ -730,9 +741,7 @@ async function predictCommand(args: string[]): Promise<number> {
   for (const result of results) {
     if ("error" in result) {
       failed++;
-      // Decoding errors name the file already.
-      const named = result.error.includes(JSON.stringify(result.file));
-      err(`error: ${named ? "" : `${result.file}: `}${result.error}\n`);
+      err(`error: ${result.error}\n`);
     } else if (!values.json) {
       console.log(
         `${result.file}: ${

@@ -130,7 +130,7 @@ Deno.test("predict: a bad file is named, the others are still classified, exit c
     );
     assert.deepEqual(stderr.trimEnd().split("\n"), [
       `error: Cannot decode image "${dir}/notes.png": expected a PNG or JPEG file, got bytes 6e 6f 74 20`,
-      `error: ${dir}/blank.png: Cannot preprocess image: expected a digit, got a blank image (contrast 0.000, need 0.1)`,
+      `error: Cannot preprocess image "${dir}/blank.png": expected a digit, got a blank image (contrast 0.000, need 0.1)`,
       `error: Cannot read image "${dir}/missing.png": expected a file, got none at this path`,
     ]);
   } finally {

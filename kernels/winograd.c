@@ -106,6 +106,13 @@ static void transform_filter(const float* w, int Ci, int Co, float* u) {
 #define TILE_AT(tile) \
   const int n = (tile) / (TH * TW), ty = (tile) / TW % TH, tx = (tile) % TW
 
+// TILE_AT, and the tile's 4×4 block of an OH × OW output: first row oy and column ox, and how
+// many of its rows and columns fall inside the output.
+#define OUTPUT_TILE_AT(tile)                                              \
+  TILE_AT(tile);                                                          \
+  const int oy = 4 * ty, ox = 4 * tx;                                     \
+  const int rows = OH - oy < 4 ? OH - oy : 4, cols = OW - ox < 4 ? OW - ox : 4
+
 // v[e][t][ci] = (Bᵀ d B)[e] for the 6×6 patch d of each tile t of a chunk, planes e
 // count·Ci + SKEW floats apart.
 static void transform_input(const float* xp, int Hp, int Wp, int Ci, int TH, int TW, int first,
@@ -142,9 +149,7 @@ static void transform_output(const float* m, int Co, int TH, int TW, int OH, int
   const int plane = count * Co + SKEW;
   const v128_t zero = SPLAT(0);
   for (int t = 0; t < count; t++) {
-    TILE_AT(first + t);
-    const int oy = 4 * ty, ox = 4 * tx;
-    const int rows = OH - oy < 4 ? OH - oy : 4, cols = OW - ox < 4 ? OW - ox : 4;
+    OUTPUT_TILE_AT(first + t);
     float* out = y + ((n * OH + oy) * OW + ox) * Co;
     for (int co = 0; co < Co; co += 4) {
       const float* at = m + t * Co + co;
@@ -207,9 +212,7 @@ static void transform_output_grad(const float* dy, int Co, int TH, int TW, int O
   const int plane = count * Co + SKEW;
   const v128_t zero = SPLAT(0);
   for (int t = 0; t < count; t++) {
-    TILE_AT(first + t);
-    const int oy = 4 * ty, ox = 4 * tx;
-    const int rows = OH - oy < 4 ? OH - oy : 4, cols = OW - ox < 4 ? OW - ox : 4;
+    OUTPUT_TILE_AT(first + t);
     const float* at = dy + ((n * OH + oy) * OW + ox) * Co;
     for (int co = 0; co < Co; co += 4) {
       v128_t s[6][4];  // s = A dY

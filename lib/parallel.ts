@@ -89,9 +89,14 @@ function sizeOf(w: LayerWeight): number {
   return tf.util.sizeFromShape(w.shape as number[]);
 }
 
+/** Number of values in layer weights together, as {@linkcode readFlat} lays them out. */
+function flatSize(weights: LayerWeight[]): number {
+  return weights.reduce((a, w) => a + sizeOf(w), 0);
+}
+
 /** Concatenate the values of layer weights into one `Float32Array`. Internal. */
 export function readFlat(weights: LayerWeight[]): Float32Array {
-  const flat = new Float32Array(weights.reduce((a, w) => a + sizeOf(w), 0));
+  const flat = new Float32Array(flatSize(weights));
   let offset = 0;
   for (const w of weights) {
     const values = w.read().dataSync() as Float32Array;
@@ -152,11 +157,10 @@ export class GradientWorkers {
       { length: count },
       () => new Worker(new URL("./parallel_worker.ts", import.meta.url), { type: "module" }),
     );
-    const size = (weights: tf.LayerVariable[]) => weights.reduce((a, w) => a + sizeOf(w), 0);
     const pool = new GradientWorkers(
       workers,
-      size(net.trainableWeights),
-      size(net.nonTrainableWeights),
+      flatSize(net.trainableWeights),
+      flatSize(net.nonTrainableWeights),
     );
     const topology = net.toJSON(null, false);
     try {

@@ -40,6 +40,9 @@ const PENDING = 0, DONE = 1, FAILED = 2;
 /** Bytes for the augmentation's JSON or an error message. */
 const TEXT_BYTES = 4096;
 
+/** The text codecs of every step (made once, not a pair a step). */
+const encoder = new TextEncoder(), decoder = new TextDecoder();
+
 /** A step's inputs, as the worker reads them. Internal. */
 export interface StepInput {
   /** All trainable weights, flat, in `trainableWeights` order. */
@@ -140,7 +143,7 @@ export class StepChannel {
     if (!this.#writeText(text)) {
       throw new RangeError(
         `Cannot run a parallel step: expected an augmentation of at most ${TEXT_BYTES} bytes ` +
-          `as JSON, got ${new TextEncoder().encode(text).length}`,
+          `as JSON, got ${encoder.encode(text).length}`,
       );
     }
     this.#control[COUNT] = count;
@@ -220,12 +223,12 @@ export class StepChannel {
 
   /** Write `text` (truncated to what fits); whether all of it fitted. */
   #writeText(text: string): boolean {
-    const { read, written } = new TextEncoder().encodeInto(text, this.#text);
+    const { read, written } = encoder.encodeInto(text, this.#text);
     this.#control[TEXT] = written;
     return read === text.length;
   }
 
   #readText(): string {
-    return new TextDecoder().decode(this.#text.slice(0, this.#control[TEXT]));
+    return decoder.decode(this.#text.slice(0, this.#control[TEXT]));
   }
 }

@@ -16,8 +16,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, selectBackend } from "../lib/backend.ts";
 import { FlatAdam } from "../lib/adam.ts";
-import { trainingForward } from "../lib/forward.ts";
-import { smoothedCrossEntropy } from "../lib/loss.ts";
+import { trainingLogits } from "../lib/forward.ts";
+import { softmaxCrossEntropy } from "../lib/loss.ts";
 import { type Classifier, createModel, layersModelOf } from "../lib/model.ts";
 import { GradientWorkers, readFlat, type Shard } from "../lib/parallel.ts";
 
@@ -44,7 +44,7 @@ function trainStep(model: Classifier, optimizer: tf.Optimizer, batch: number): t
     tf.tidy(() => {
       const x = tf.tensor4d(images.subarray(0, batch * 784), [batch, 28, 28, 1]);
       const y = tf.tensor1d(labels.subarray(0, batch), "int32");
-      return smoothedCrossEntropy(trainingForward(net, x), y, 0.1).mean().asScalar();
+      return softmaxCrossEntropy(trainingLogits(net, x), y, 0.1).mean().asScalar();
     }), true)!;
 }
 

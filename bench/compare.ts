@@ -17,8 +17,8 @@ import * as tf from "@tensorflow/tfjs";
 import { type Classifier, createModel, layersModelOf, type ModelPreset } from "../lib/model.ts";
 import { train, type TrainOptions } from "../lib/train.ts";
 import { parallelClassifier } from "../lib/parallel_classifier.ts";
-import { trainingForward } from "../lib/forward.ts";
-import { smoothedCrossEntropy } from "../lib/loss.ts";
+import { trainingLogits } from "../lib/forward.ts";
+import { softmaxCrossEntropy } from "../lib/loss.ts";
 
 const { values } = parseFlags(
   "run the comparison",
@@ -127,7 +127,7 @@ async function stepKernelMs(model: Classifier): Promise<number | undefined> {
   const y = tf.tensor1d(data.train.labels.subarray(0, 64), "int32");
   const step = () =>
     optimizer.minimize(
-      () => smoothedCrossEntropy(trainingForward(net, x), y, 0.1).mean().asScalar(),
+      () => softmaxCrossEntropy(trainingLogits(net, x), y, 0.1).mean().asScalar(),
       true,
     )!;
   (step()).dispose(); // warm-up: shader compilation stays out of the figure

@@ -12,7 +12,7 @@
 import { parseFlags } from "./_usage.ts";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
-import { trainingForward } from "../lib/forward.ts";
+import { trainingLogits } from "../lib/forward.ts";
 import { trainingLoss } from "../lib/loss.ts";
 import { createModel, layersModelOf, type ModelPreset } from "../lib/model.ts";
 
@@ -41,7 +41,7 @@ const labels = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), "int
 /** One step: forward, loss (label smoothing 0.1), gradients read out as the workers do. */
 function step(): void {
   const { value, grads } = tf.variableGrads(
-    () => tf.tidy(() => trainingLoss(trainingForward(model, x), labels, 0.1, null, null).mean()),
+    () => tf.tidy(() => trainingLoss(trainingLogits(model, x), labels, 0.1, null, null).mean()),
     vars,
   );
   for (const v of vars) grads[v.name].dataSync();

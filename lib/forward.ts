@@ -45,11 +45,43 @@ interface LayerInternals {
  * @returns The model's output.
  */
 export function trainingForward(model: tf.LayersModel, x: tf.Tensor): tf.Tensor {
+  return chainForward(model, x, false);
+}
+
+/**
+ * The logits z of a classifier whose output is softmax(z), in training mode
+ * (as {@linkcode trainingForward}): a chain whose last layer is a dense layer
+ * with a softmax activation runs that layer without its activation. For
+ * another model the logits are log p, with p clipped to [1e-7, 1] (softmax of
+ * log p is p again). Updates batch-norm moving statistics.
+ *
+ * @param model The classifier.
+ * @param x A batch of inputs.
+ * @returns `[n, classes]` logits.
+ */
+export function trainingLogits(model: tf.LayersModel, x: tf.Tensor): tf.Tensor {
+  return chainForward(model, x, true);
+}
+
+/** The forward pass of {@linkcode trainingForward}, or of {@linkcode trainingLogits} when `logits`. */
+function chainForward(model: tf.LayersModel, x: tf.Tensor, logits: boolean): tf.Tensor {
   const layers = chainOf(model);
-  if (!layers) return model.apply(x, { training: true }) as tf.Tensor;
+  const last = layers?.[layers.length - 1];
+  if (!layers || (logits && !isSoftmaxDense(last!))) {
+    return tf.tidy(() => {
+      const probs = model.apply(x, { training: true }) as tf.Tensor;
+      return logits ? tf.log(probs.clipByValue(1e-7, 1)) : probs;
+    });
+  }
   return tf.tidy(() => {
     let h = x;
     for (let i = 0; i < layers.length; i++) {
+      if (logits && i === layers.length - 1) {
+        // As the layer computes it before its softmax: the bias added on its own.
+        const weights = layers[i] as unknown as LayerInternals;
+        const z = tf.matMul(h as tf.Tensor2D, weights.kernel!.read() as tf.Tensor2D);
+        return weights.bias ? tf.add(z, weights.bias.read()) : z;
+      }
       // Batch norm → ReLU → 2×2 max-pool: one op where the backend has it.
       const padding = blockTailPadding(layers, i);
       if (padding && canFuseBatchNormReluPool(h.shape)) {
@@ -86,6 +118,14 @@ function blockTailPadding(layers: tf.layers.Layer[], i: number): "valid" | "same
       (poolConfig.dataFormat ?? "channelsLast") === "channelsLast"
     ? padding
     : null;
+}
+
+/** Whether a layer is a dense layer with a softmax activation, on rank-2 inputs. */
+function isSoftmaxDense(layer: tf.layers.Layer): boolean {
+  const config = layer.getConfig() as LayerConfig;
+  return layer.getClassName() === "Dense" && config.activation === "softmax" &&
+    !!(layer as unknown as LayerInternals).kernel &&
+    (layer.input as tf.SymbolicTensor).shape.length === 2;
 }
 
 /** Whether a layer is a batch norm over the last axis with both γ and β. */

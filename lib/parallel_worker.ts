@@ -14,7 +14,7 @@ import { augmentBatch } from "./augment.ts";
 import { selectBackend } from "./backend.ts";
 import { createRng } from "./rng.ts";
 import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
-import { trainingForward } from "./forward.ts";
+import { trainingLogits } from "./forward.ts";
 import { type InferenceRunner, inferenceRunner } from "./inference.ts";
 import { IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
 import {
@@ -50,8 +50,8 @@ function step(request: StepInput): StepOutput {
   let perSample: tf.Tensor | undefined;
   const { value, grads } = tf.variableGrads(() =>
     tf.tidy(() => {
-      const probs = trainingForward(model, x);
-      const each = trainingLoss(probs, labels, smoothing, soft, teacher?.settings ?? null);
+      const logits = trainingLogits(model, x);
+      const each = trainingLoss(logits, labels, smoothing, soft, teacher?.settings ?? null);
       perSample = tf.keep(each);
       return each.mean().asScalar();
     }), vars);

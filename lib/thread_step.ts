@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs";
 import { augmentBatch, type AugmentOptions } from "./augment.ts";
 import { DeviceAdam } from "./device_adam.ts";
 import { DeviceAugmenter } from "./device_augment.ts";
-import { trainingForward } from "./forward.ts";
+import { trainingLogits } from "./forward.ts";
 import { gatherImages, IMAGE_PIXELS, IMAGE_SIZE } from "./images.ts";
 import { softTargets, trainingLoss } from "./loss.ts";
 import type { StepContext, TrainingStep } from "./training_step.ts";
@@ -75,9 +75,9 @@ export function threadStep(context: StepContext, augmented: boolean): TrainingSt
         );
       const { value: loss, grads } = tf.variableGrads(() =>
         tf.tidy(() => {
-          const probs = trainingForward(net, x);
+          const logits = trainingLogits(net, x);
           const each = trainingLoss(
-            probs,
+            logits,
             tf.gather(allLabels, indices),
             context.smoothing,
             soft,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
-import { trainingForward } from "../lib/forward.ts";
+import { trainingForward, trainingLogits } from "../lib/forward.ts";
 import { createModel, layersModelOf } from "../lib/model.ts";
 import { readFlat, writeFlat } from "../lib/parallel.ts";
 
@@ -39,14 +39,20 @@ for (const backend of ["cpu", "wasm"] as const) {
       const before = tf.memory().numTensors;
       const expected = pass(net, () => net.apply(x, { training: true }) as tf.Tensor, start);
       const got = pass(net, () => trainingForward(net, x), start);
+      // The logits, through a softmax, are the same output.
+      const viaLogits = pass(net, () => tf.softmax(trainingLogits(net, x)), start);
       assert.equal(tf.memory().numTensors, before, "tensors leaked");
+      assert.ok(Math.abs(viaLogits.loss - expected.loss) <= 1e-6 * expected.loss, "logits");
+      assert.ok(norm(viaLogits.state, expected.state) < 1e-6 * norm(expected.state), "statistics");
       assert.ok(Math.abs(got.loss - expected.loss) <= 1e-6 * expected.loss, `loss ${got.loss}`);
       const scale = Math.max(...expected.grads.map((g) => norm(g)));
       expected.grads.forEach((g, i) => {
         // Relative to the largest gradient: the bias of a convolution followed
         // by batch norm has a true gradient of 0, so both sides are rounding noise.
-        const error = norm(got.grads[i], g) / scale;
-        assert.ok(error < 1e-5, `gradient ${i}: relative error ${error}`);
+        for (const [name, result] of [["forward", got], ["logits", viaLogits]] as const) {
+          const error = norm(result.grads[i], g) / scale;
+          assert.ok(error < 1e-5, `${name}, gradient ${i}: relative error ${error}`);
+        }
       });
       assert.ok(norm(got.state, expected.state) < 1e-6 * norm(expected.state), "moving statistics");
       assert.notDeepEqual(got.state, start[1], "moving statistics were updated");
@@ -68,5 +74,23 @@ Deno.test("trainingForward runs a model that is not a chain through model.apply"
   const y = trainingForward(net, x);
   assert.deepEqual(Array.from(y.dataSync()), [11, 12, 13, 14]);
   tf.dispose([x, y]);
+  net.dispose();
+});
+
+Deno.test("trainingLogits of a model without a final softmax dense layer is log p, p clipped to [1e-7, 1]", async () => {
+  await selectBackend("cpu");
+  const net = tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [2], units: 3, kernelInitializer: "ones", activation: "relu" }),
+    ],
+  });
+  const x = tf.tensor2d([[0.25, 0.25], [-1, -1]]);
+  const z = trainingLogits(net, x);
+  const expected = [0.5, 0.5, 0.5, 1e-7, 1e-7, 1e-7].map((p) => Math.log(Math.fround(p)));
+  const got = Array.from(z.dataSync());
+  got.forEach((v, i) =>
+    assert.ok(Math.abs(v - expected[i]) < 1e-5, `${i}: ${v} vs ${expected[i]}`)
+  );
+  tf.dispose([x, z]);
   net.dispose();
 });

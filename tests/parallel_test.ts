@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
-import { smoothedCrossEntropy } from "../lib/loss.ts";
+import { trainingLogits } from "../lib/forward.ts";
+import { softmaxCrossEntropy } from "../lib/loss.ts";
 import { GradientWorkers, readFlat } from "../lib/parallel.ts";
 import { createRng } from "../lib/rng.ts";
 
@@ -43,7 +44,7 @@ Deno.test("two workers' gradients, weighted by shard size, are the whole batch's
   let each: tf.Tensor | undefined;
   const { value, grads } = tf.variableGrads(() =>
     tf.tidy(() => {
-      const losses = smoothedCrossEntropy(net.apply(x) as tf.Tensor, y, 0.1);
+      const losses = softmaxCrossEntropy(trainingLogits(net, x), y, 0.1);
       each = tf.keep(losses);
       return losses.mean().asScalar();
     }), vars);

@@ -13,7 +13,7 @@ import {
   BATCH_NORM_TRAIN,
   BATCH_NORM_TRAIN_GRAD,
 } from "../batch_norm.ts";
-import type { KernelArgs, WasmHeapBackend } from "./kernel.ts";
+import { type KernelArgs, registerNewKernels, type WasmHeapBackend } from "./kernel.ts";
 import { simdKernels } from "./simd.ts";
 
 /** Forward pass on the WASM heap: one pass for the statistics, one for the outputs. */
@@ -199,19 +199,10 @@ function batchNormReluPoolGradWasm(args: KernelArgs): tf.TensorInfo[] {
 
 /** Register the batch-norm kernels for the WASM backend. Internal. */
 export function registerBatchNormKernels(): void {
-  for (
-    const [kernelName, kernelFunc] of [
-      [BATCH_NORM_TRAIN, batchNormTrainWasm],
-      [BATCH_NORM_TRAIN_GRAD, batchNormTrainGradWasm],
-      [BATCH_NORM_RELU_POOL, batchNormReluPoolWasm],
-      [BATCH_NORM_RELU_POOL_GRAD, batchNormReluPoolGradWasm],
-    ] as const
-  ) {
-    if (tf.getKernel(kernelName, "wasm")) continue;
-    tf.registerKernel({
-      kernelName,
-      backendName: "wasm",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
-  }
+  registerNewKernels([
+    [BATCH_NORM_TRAIN, batchNormTrainWasm],
+    [BATCH_NORM_TRAIN_GRAD, batchNormTrainGradWasm],
+    [BATCH_NORM_RELU_POOL, batchNormReluPoolWasm],
+    [BATCH_NORM_RELU_POOL_GRAD, batchNormReluPoolGradWasm],
+  ]);
 }

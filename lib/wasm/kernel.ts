@@ -62,3 +62,17 @@ export function replaceKernel(name: string, kernelFunc: KernelFn): KernelFn | un
   });
   return previous?.kernelFunc as unknown as KernelFn | undefined;
 }
+
+/** Register each `[name, kernel]` as a WASM kernel, unless one of that name is there. Internal. */
+export function registerNewKernels(
+  kernels: readonly (readonly [string, KernelFn | ((args: KernelArgs) => tf.TensorInfo[])])[],
+): void {
+  for (const [kernelName, kernelFunc] of kernels) {
+    if (tf.getKernel(kernelName, "wasm")) continue;
+    tf.registerKernel({
+      kernelName,
+      backendName: "wasm",
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+  }
+}

@@ -9,6 +9,7 @@ import { registerConvKernels } from "./conv.ts";
 import { registerIdentityKernel } from "./identity.ts";
 import { registerMaxPoolGradKernel } from "./max_pool.ts";
 import { registerReduceKernels } from "./reduce.ts";
+import { registerSoftmaxCrossEntropyKernels } from "./softmax_cross_entropy.ts";
 import { registerTileKernel } from "./tile.ts";
 
 let registered = false;
@@ -22,7 +23,8 @@ let registered = false;
  * F(4 × 4, 3 × 3), with relaxed SIMD's fused multiply-add where the runtime
  * has it), a block-copy `Tile`, an `Identity` that shares memory instead of copying,
  * `MaxPoolGrad`, `Sum` and `Mean` (over all but the channel axis) in plain
- * JavaScript, and the batch-norm kernels of `batch_norm.ts`. Each is tested for parity with the cpu backend. Safe to
+ * JavaScript, the batch-norm kernels of `batch_norm.ts` and the softmax
+ * cross-entropy kernels of `loss.ts`. Each is tested for parity with the cpu backend. Safe to
  * call more than once; `selectBackend` calls it for you.
  *
  * @returns `true` if this call registered the kernels, `false` if they were already there.
@@ -44,6 +46,7 @@ export function registerWasmTrainingKernels(): boolean {
   registerIdentityKernel();
   registerBatchNormKernels();
   registerReduceKernels();
+  registerSoftmaxCrossEntropyKernels();
   registered = true;
   return true;
 }

@@ -32,6 +32,8 @@ export type WorkerRequest =
     type: "serve";
     buffer: SharedArrayBuffer;
     layout: ChannelLayout;
+    /** The bell that all the pool's channels share. */
+    bell: SharedArrayBuffer;
   }
   | {
     type: "predict";
@@ -130,6 +132,8 @@ export class GradientWorkers {
   /** Sizes of the weights and statistics the steps carry. */
   #params: number;
   #state: number;
+  /** The bell of every step channel: one ring starts every posted step. */
+  #bell = new SharedArrayBuffer(4);
 
   private constructor(workers: Worker[], params: number, state: number) {
     this.#workers = workers;
@@ -200,10 +204,12 @@ export class GradientWorkers {
         posted++;
       }
     } catch (error) {
+      channels[0]?.ring();
       // A shard was refused: let the workers that took theirs finish before the caller goes on.
       await Promise.allSettled(channels.slice(0, posted).map((channel) => channel.reply()));
       throw error;
     }
+    channels[0]?.ring();
     const replies = await Promise.all(
       channels.map((channel) =>
         channel.reply().catch((error: Error) => {
@@ -235,18 +241,27 @@ export class GradientWorkers {
     const current = this.#channels[i];
     if (current && current.layout.capacity >= count) return current;
     await this.#leave(i);
-    const channel = new StepChannel({
-      params: this.#params,
-      state: this.#state,
-      capacity: Math.max(count, current?.layout.capacity ?? 0),
-    });
+    const channel = new StepChannel(
+      {
+        params: this.#params,
+        state: this.#state,
+        capacity: Math.max(count, current?.layout.capacity ?? 0),
+      },
+      undefined,
+      this.#bell,
+    );
     const worker = this.#workers[i];
     worker.onerror = (event) => {
       event.preventDefault();
       channel.fail(event.message);
     };
     worker.postMessage(
-      { type: "serve", buffer: channel.buffer, layout: channel.layout } satisfies WorkerRequest,
+      {
+        type: "serve",
+        buffer: channel.buffer,
+        layout: channel.layout,
+        bell: this.#bell,
+      } satisfies WorkerRequest,
     );
     this.#channels[i] = channel;
     return channel;

@@ -131,7 +131,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       const reply = predict(request) as Extract<WorkerReply, { type: "predict" }>;
       self.postMessage(reply, { transfer: [reply.probabilities.buffer as ArrayBuffer] });
     } else {
-      new StepChannel(request.layout, request.buffer).serve(step);
+      new StepChannel(request.layout, request.buffer, request.bell).serve(step);
     }
   } catch (error) {
     self.postMessage(

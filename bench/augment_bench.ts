@@ -4,11 +4,18 @@
  * Run: `deno bench bench/augment_bench.ts`. Deno prints the time per
  * iteration; one iteration augments the whole batch, so
  * images/s = 256 / (time per iteration in seconds), e.g. 20 ms/iter is
- * 12,800 img/s. Training runs at about 600 img/s, so augmentation should stay
- * well above 5,000 img/s with the default options.
+ * 12,800 img/s. The second group compares training's mild augmentation with
+ * a fresh elastic field for each image (`augmentBatch`) and with fields from
+ * the run's banks (`augmentFromBanks`, as training augments).
  */
-import { augmentBatch, type AugmentOptions } from "../lib/augment.ts";
+import {
+  AugmentBanks,
+  augmentBatch,
+  augmentFromBanks,
+  type AugmentOptions,
+} from "../lib/augment.ts";
 import { createRng } from "../lib/rng.ts";
+import { MILD_AUGMENTATION } from "../lib/train.ts";
 
 const COUNT = 256;
 
@@ -59,3 +66,14 @@ for (const [name, options] of cases) {
     augmentBatch(images, options, rng);
   });
 }
+
+const banks = new AugmentBanks(3);
+banks.fields(MILD_AUGMENTATION.elasticSigma ?? 4); // drawn once, outside the timing
+const mild = { group: "training's mild augmentation x256" };
+const freshRng = createRng(2), bankRng = createRng(2);
+Deno.bench("a fresh elastic field each (augmentBatch)", { ...mild, baseline: true }, () => {
+  augmentBatch(images, MILD_AUGMENTATION, freshRng);
+});
+Deno.bench("fields from the banks (augmentFromBanks)", mild, () => {
+  augmentFromBanks(images, MILD_AUGMENTATION, bankRng, banks);
+});

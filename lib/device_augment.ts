@@ -16,19 +16,16 @@ import {
 } from "@tensorflow/tfjs-backend-webgpu";
 import {
   AUGMENT_ROW,
+  AugmentBanks,
   type AugmentOptions,
   drawAugmentation,
-  elasticFieldBank,
+  ELASTIC_BANK_SIZE,
   elasticSigmaOf,
+  NOISE_BANK_SIZE,
 } from "./augment.ts";
 import { BackendError } from "./backend_error.ts";
 import { IMAGE_PIXELS, IMAGE_SIZE, PIXEL_VALUES } from "./images.ts";
-import { createRng, type Rng } from "./rng.ts";
-
-/** Precomputed elastic fields on the device: 1,024 fields of 2 × 784 floats, 6.4 MB. */
-export const ELASTIC_BANK_SIZE = 1024;
-/** Precomputed standard-normal noise images on the device: 256 images, 0.8 MB. */
-export const NOISE_BANK_SIZE = 256;
+import type { Rng } from "./rng.ts";
 
 /**
  * The bytes `k` of pixels that are all `k / 255` in float32, four to an
@@ -166,11 +163,11 @@ export class DeviceAugmenter {
   readonly #images: tf.Tensor1D;
   /** {@linkcode PIXEL_VALUES}. */
   readonly #values: tf.Tensor1D;
-  readonly #rng: Rng;
-  readonly #fieldBank: Float32Array | undefined;
-  /** `[ELASTIC_BANK_SIZE, 2 * 784]` for `#fieldSigma`, made on first use. */
+  /** The banks' values on the host. */
+  readonly #banks: AugmentBanks;
+  /** `[ELASTIC_BANK_SIZE, 2 * 784]`: the host's fields, uploaded on first use. */
   #fields: tf.Tensor2D | null = null;
-  #fieldSigma = NaN;
+  #fieldValues: Float32Array | null = null;
   /** `[NOISE_BANK_SIZE, 784]`, made on first use. */
   #noise: tf.Tensor2D | null = null;
   /** One zero, in place of a bank that no row of a batch reads. */
@@ -180,8 +177,7 @@ export class DeviceAugmenter {
     registerAugmentKernel();
     this.#images = tf.tensor1d(bytes, "int32");
     this.#values = tf.tensor1d(PIXEL_VALUES);
-    this.#rng = createRng(seed);
-    this.#fieldBank = fieldBank;
+    this.#banks = new AugmentBanks(seed, fieldBank);
     this.#none = tf.zeros([1]);
   }
 
@@ -268,12 +264,12 @@ export class DeviceAugmenter {
 
   /** The elastic bank for `sigma`, drawn (or replaced) on first use. */
   #fieldsFor(sigma: number): tf.Tensor2D {
-    if (!this.#fields || this.#fieldSigma !== sigma) {
+    const values = this.#banks.fields(sigma);
+    if (!this.#fields || this.#fieldValues !== values) {
       this.#fields?.dispose();
-      const values = this.#fieldBank ?? elasticFieldBank(ELASTIC_BANK_SIZE, sigma, this.#rng);
       // Kept: the first use may be inside a caller's tidy.
       this.#fields = tf.keep(tf.tensor2d(values, [ELASTIC_BANK_SIZE, 2 * IMAGE_PIXELS]));
-      this.#fieldSigma = sigma;
+      this.#fieldValues = values;
     }
     return this.#fields;
   }
@@ -281,8 +277,7 @@ export class DeviceAugmenter {
   /** The noise bank, drawn on first use. */
   #noiseBank(): tf.Tensor2D {
     if (!this.#noise) {
-      const values = new Float32Array(NOISE_BANK_SIZE * IMAGE_PIXELS);
-      for (let i = 0; i < values.length; i++) values[i] = this.#rng.normal();
+      const values = this.#banks.noise();
       this.#noise = tf.keep(tf.tensor2d(values, [NOISE_BANK_SIZE, IMAGE_PIXELS]));
     }
     return this.#noise;

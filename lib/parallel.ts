@@ -21,6 +21,8 @@ export type WorkerRequest =
     type: "init";
     topology: unknown;
     smoothing: number;
+    /** Seed of the augmentation banks (`AugmentBanks`) that every worker draws alike. */
+    bankSeed: number;
     /** The teacher to distil, its topology and all its weights (flat), with T and α. */
     teacher: { topology: unknown; weights: Float32Array; settings: Distillation } | null;
   }
@@ -156,6 +158,7 @@ export class GradientWorkers {
     net: tf.LayersModel,
     smoothing: number,
     teacher: { net: tf.LayersModel; settings: Distillation } | null = null,
+    bankSeed = 0,
   ): Promise<GradientWorkers> {
     const workers = Array.from(
       { length: count },
@@ -174,7 +177,9 @@ export class GradientWorkers {
         settings: teacher.settings,
       };
       await Promise.all(
-        workers.map((w) => call(w, { type: "init", topology, smoothing, teacher: replica })),
+        workers.map((w) =>
+          call(w, { type: "init", topology, smoothing, bankSeed, teacher: replica })
+        ),
       );
     } catch (error) {
       pool.close();

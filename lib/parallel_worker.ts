@@ -10,7 +10,7 @@
  */
 /// <reference lib="deno.worker" />
 import * as tf from "@tensorflow/tfjs";
-import { augmentBatch } from "./augment.ts";
+import { AugmentBanks, augmentFromBanks } from "./augment.ts";
 import { selectBackend } from "./backend.ts";
 import { createRng } from "./rng.ts";
 import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
@@ -30,6 +30,8 @@ let net: tf.LayersModel | undefined;
 /** The replica's trainable variables, in `trainableWeights` order (the same objects every step). */
 let vars: tf.Variable[] = [];
 let smoothing = 0;
+/** The run's augmentation banks, the same in every worker. */
+let banks = new AugmentBanks(0);
 /** The teacher's replica and T, α, when distilling. */
 let teacher: { net: tf.LayersModel; settings: Distillation } | null = null;
 
@@ -40,7 +42,7 @@ function step(request: StepInput): StepOutput {
   writeFlat(model.nonTrainableWeights, request.state);
   const augment = request.augment as ShardAugmentation | null;
   const pixels = augment
-    ? augmentBatch(request.pixels, augment.options, createRng(augment.seed))
+    ? augmentFromBanks(request.pixels, augment.options, createRng(augment.seed), banks)
     : request.pixels;
   const x = tf.tensor4d(pixels, [request.count, IMAGE_SIZE, IMAGE_SIZE, 1]);
   const labels = tf.tensor1d(request.labels, "int32");
@@ -119,6 +121,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       });
       vars = net.trainableWeights.map((w) => w.read() as tf.Variable);
       smoothing = request.smoothing;
+      banks = new AugmentBanks(request.bankSeed);
       if (request.teacher) {
         const net = await tf.models.modelFromJSON({
           modelTopology: request.teacher.topology as tf.io.ModelJSON["modelTopology"],

@@ -6,7 +6,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { augmentBatch, type AugmentOptions } from "./augment.ts";
+import { AugmentBanks, augmentFromBanks, type AugmentOptions } from "./augment.ts";
 import { DeviceAdam } from "./device_adam.ts";
 import { DeviceAugmenter } from "./device_augment.ts";
 import { trainingLogits } from "./forward.ts";
@@ -31,7 +31,8 @@ async function allWeightsFinite(net: tf.LayersModel): Promise<boolean> {
  * its augmentation parameters, not its pixels; images that are not 8-bit
  * are augmented here and uploaded batch by batch. On wasm and cpu, whose
  * tensors live in this process's memory, each augmented batch is augmented
- * here (`augmentBatch`, faster there) and copied in; without augmentation it
+ * here (`augmentFromBanks`, from the same banks as the device's, faster
+ * there) and copied in; without augmentation it
  * is gathered from the training set copied in once. Per-example losses go to
  * the tracker as tensors, read back in batches. Internal.
  *
@@ -43,7 +44,10 @@ export function threadStep(context: StepContext, augmented: boolean): TrainingSt
   const { net, data, rng, tracker, teacher } = context;
   const optimizer = new DeviceAdam(net.trainableWeights.map((w) => w.read() as tf.Variable));
   const webgpu = tf.getBackend() === "webgpu";
-  const device = webgpu ? DeviceAugmenter.create(data.images, rng.int(2 ** 31)) : null;
+  // One seed for the banks, on the device or here: the same draws either way.
+  const bankSeed = rng.int(2 ** 31);
+  const device = webgpu ? DeviceAugmenter.create(data.images, bankSeed) : null;
+  const banks = new AugmentBanks(bankSeed);
   // On webgpu a float32 copy of the whole training set may not fit one storage binding.
   const allImages = webgpu || augmented
     ? null
@@ -59,7 +63,7 @@ export function threadStep(context: StepContext, augmented: boolean): TrainingSt
     }
     const batch = gatherImages(data.images, ids, pixels);
     return tf.tensor4d(
-      augment ? augmentBatch(batch, augment, rng) : batch,
+      augment ? augmentFromBanks(batch, augment, rng, banks) : batch,
       [ids.length, IMAGE_SIZE, IMAGE_SIZE, 1],
     );
   };

@@ -31,7 +31,13 @@ export async function startWorkerStep(
   context: StepContext,
 ): Promise<TrainingStep> {
   const { net, data, rng, tracker } = context;
-  const pool = await GradientWorkers.start(workers, net, context.smoothing, context.teacher);
+  const pool = await GradientWorkers.start(
+    workers,
+    net,
+    context.smoothing,
+    context.teacher,
+    rng.int(2 ** 31),
+  );
   const params = readFlat(net.trainableWeights);
   let state = readFlat(net.nonTrainableWeights);
   const adam = new FlatAdam(params.length);

@@ -2,9 +2,15 @@ import assert from "node:assert/strict";
 import {
   addNoise,
   affineBatch,
+  AUGMENT_ROW,
+  AugmentBanks,
   augmentBatch,
+  augmentFromBanks,
   type AugmentOptions,
+  drawAugmentation,
+  ELASTIC_BANK_SIZE,
   elasticBatch,
+  NOISE_BANK_SIZE,
   rotateBatch,
   shiftBatch,
 } from "../lib/augment.ts";
@@ -549,4 +555,69 @@ Deno.test("augmentBatch() accepts an empty batch", () => {
     augmentBatch(new Float32Array(0), {}, createRng(1)),
     new Float32Array(0),
   );
+});
+
+// --- augmentation from banks (training's host path) ------------------------
+
+Deno.test("augmentFromBanks() is reproducible per seed, stays in range and copies identities", () => {
+  const images = batchOf(seven(), 32);
+  const banks = new AugmentBanks(5);
+  const a = augmentFromBanks(images, { noiseProbability: 0.5 }, createRng(1), banks);
+  assert.ok(inRange(a));
+  assert.deepEqual(augmentFromBanks(images, { noiseProbability: 0.5 }, createRng(1), banks), a);
+  assert.deepEqual(
+    augmentFromBanks(images, { noiseProbability: 0.5 }, createRng(1), new AugmentBanks(5)),
+    a,
+    "the same seed gives the same banks",
+  );
+  assert.notDeepEqual(augmentFromBanks(images, {}, createRng(2), banks), a);
+  const random = randomBatch(8, 10);
+  const copy = augmentFromBanks(random, { strength: 0 }, createRng(1), banks);
+  assert.notEqual(copy, random);
+  assert.deepEqual(copy, random);
+  assert.throws(() => augmentFromBanks(random, { strength: 2 }, createRng(1), banks), RangeError);
+  assert.throws(() => augmentFromBanks(new Float32Array(5), {}, createRng(1), banks), TypeError);
+});
+
+Deno.test("augmentFromBanks(): a bank of constant displacement shifts each image by ±alpha times it", () => {
+  // Every field displaces by (1, 0.5) px; with alpha 2 and the drawn sign s an output
+  // pixel reads the source at (x + 2s, y + s): the image moves by (-2s, -s).
+  const bank = new Float32Array(ELASTIC_BANK_SIZE * 2 * P);
+  for (let k = 0; k < ELASTIC_BANK_SIZE; k++) {
+    bank.fill(1, 2 * k * P, (2 * k + 1) * P);
+    bank.fill(0.5, (2 * k + 1) * P, (2 * k + 2) * P);
+  }
+  const options = {
+    affineProbability: 0,
+    elasticProbability: 1,
+    elasticAlpha: 2,
+    noiseProbability: 0,
+  };
+  const images = randomBatch(16, 3);
+  const out = augmentFromBanks(images, options, createRng(9), new AugmentBanks(1, bank));
+  const rows = drawAugmentation(16, options, createRng(9), ELASTIC_BANK_SIZE, NOISE_BANK_SIZE);
+  const signs = Array.from({ length: 16 }, (_, i) => Math.sign(rows[i * AUGMENT_ROW + 6]));
+  assert.ok(signs.includes(1) && signs.includes(-1));
+  for (let i = 0; i < 16; i++) {
+    const shifted = shiftBatch(images.subarray(i * P, (i + 1) * P), -2 * signs[i], -signs[i]);
+    assert.ok(maxAbsDiff(out.subarray(i * P, (i + 1) * P), shifted) < 1e-6, `image ${i}`);
+  }
+});
+
+Deno.test("augmentFromBanks(): noise from the bank has sigma's size, clamped to [0, 1]", () => {
+  const GREY = Math.fround(0.5);
+  const images = new Float32Array(64 * P).fill(GREY);
+  const options = {
+    affineProbability: 0,
+    elasticProbability: 0,
+    noiseProbability: 1,
+    noiseSigma: 0.1,
+  };
+  const out = augmentFromBanks(images, options, createRng(4), new AugmentBanks(2));
+  for (let i = 0; i < 64; i++) {
+    const image = out.subarray(i * P, (i + 1) * P);
+    const sd = Math.sqrt(image.reduce((a, v) => a + (v - GREY) ** 2, 0) / P);
+    assert.ok(sd > 0.08 && sd < 0.12, `image ${i}: ${sd}`);
+  }
+  assert.ok(inRange(out));
 });

@@ -9,13 +9,17 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import {
   AUGMENT_ROW,
+  AugmentBanks,
   augmentBatch,
+  augmentFromBanks,
   type AugmentOptions,
   drawAugmentation,
+  ELASTIC_BANK_SIZE,
+  NOISE_BANK_SIZE,
   shiftBatch,
 } from "../lib/augment.ts";
 import { selectBackend } from "../lib/backend.ts";
-import { DeviceAugmenter, ELASTIC_BANK_SIZE, NOISE_BANK_SIZE } from "../lib/device_augment.ts";
+import { DeviceAugmenter } from "../lib/device_augment.ts";
 import { createModel } from "../lib/model.ts";
 import { createRng } from "../lib/rng.ts";
 import { train } from "../lib/train.ts";
@@ -253,6 +257,26 @@ Deno.test({
     } finally {
       engine.makeTensor = makeTensor;
       model.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "device augmentation equals augmentFromBanks on the host for the same seeds",
+  ignore,
+  async fn() {
+    // Affine warps, elastic fields and noise together, all drawn from the same seeds.
+    const options = { elasticProbability: 0.5, noiseProbability: 0.5, noiseSigma: 0.1 };
+    const augmenter = DeviceAugmenter.create(images, 11)!;
+    try {
+      const device = augmenter.batch(onDevice, options, createRng(12));
+      const out = (await device.data()) as Float32Array;
+      device.dispose();
+      const host = augmentFromBanks(gathered(), options, createRng(12), new AugmentBanks(11));
+      assert.ok(maxDifference(out, host) < 1e-5, `max difference ${maxDifference(out, host)}`);
+      assert.ok(maxDifference(host, gathered()) > 0.3, "the images were augmented");
+    } finally {
+      augmenter.dispose();
     }
   },
 });

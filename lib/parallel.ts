@@ -1,10 +1,13 @@
 /**
  * Data-parallel training on the CPU: TensorFlow.js's wasm backend runs one
  * thread under Deno, so each batch is split into shards, one per Web Worker,
- * each worker with its own wasm backend and a replica of the model. The
- * workers return gradients; the caller averages them (weighted by shard size,
- * which gives the gradient of the whole batch's mean loss) and applies one
- * update to the one copy of the parameters it owns. Internal.
+ * each worker with its own wasm backend and a replica of the model. Training
+ * runs through a pipeline ({@linkcode GradientWorkers.train},
+ * `train_pipeline.ts`) in which the workers average their gradients (weighted
+ * by shard size, which gives the gradient of the whole batch's mean loss) and
+ * each applies the same update to its own copy of the weights;
+ * {@linkcode GradientWorkers.step} returns one step's gradients instead (for
+ * tests and benchmarks). Internal.
  *
  * @module
  */
@@ -14,6 +17,7 @@ import { BackendError } from "./backend.ts";
 import type { Distillation } from "./loss.ts";
 import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
 import { type ChannelLayout, StepChannel } from "./step_channel.ts";
+import { type PipelineLayout, TrainPipeline } from "./train_pipeline.ts";
 
 /** A message from the trainer to a worker. Internal. */
 export type WorkerRequest =
@@ -36,6 +40,18 @@ export type WorkerRequest =
     layout: ChannelLayout;
     /** The bell that all the pool's channels share. */
     bell: SharedArrayBuffer;
+  }
+  | {
+    /**
+     * Train through this pipeline (see {@linkcode TrainPipeline}) as worker
+     * `index`, from these weights, until it is stopped; then reply "ready".
+     */
+    type: "pipeline";
+    buffer: SharedArrayBuffer;
+    layout: PipelineLayout;
+    index: number;
+    params: Float32Array;
+    state: Float32Array;
   }
   | {
     type: "predict";
@@ -136,6 +152,8 @@ export class GradientWorkers {
   #state: number;
   /** The bell of every step channel: one ring starts every posted step. */
   #bell = new SharedArrayBuffer(4);
+  /** The pipeline the workers train through, and their replies when they leave it. */
+  #pipeline: { pipeline: TrainPipeline; left: Promise<unknown> } | null = null;
 
   private constructor(workers: Worker[], params: number, state: number) {
     this.#workers = workers;
@@ -311,8 +329,47 @@ export class GradientWorkers {
     return out;
   }
 
-  /** Stop the workers (a worker blocked on its step channel is woken first). */
+  /**
+   * Have the workers train through a new pipeline from these weights, each
+   * applying Adam to its own copy (see {@linkcode TrainPipeline}); the caller
+   * posts steps to it. At most one pipeline at a time.
+   *
+   * @param params Trainable weights to start from, flat.
+   * @param state Non-trainable weights to start from, flat.
+   * @param capacity Most images in one worker's shard.
+   * @returns The pipeline, and a promise that rejects if a worker fails
+   * outside a step (it never resolves while the pipeline runs).
+   */
+  async train(
+    params: Float32Array,
+    state: Float32Array,
+    capacity: number,
+  ): Promise<{ pipeline: TrainPipeline; failure: Promise<never> }> {
+    if (this.#pipeline) throw new BackendError("Cannot train: a pipeline is already running");
+    await Promise.all(this.#workers.map((_, i) => this.#leave(i)));
+    const layout = {
+      workers: this.#workers.length,
+      params: this.#params,
+      state: this.#state,
+      capacity,
+    };
+    const pipeline = new TrainPipeline(layout, undefined);
+    pipeline.setWeights(params, state);
+    const left = Promise.all(
+      this.#workers.map((worker, index) =>
+        call(worker, { type: "pipeline", buffer: pipeline.buffer, layout, index, params, state })
+      ),
+    );
+    this.#pipeline = { pipeline, left };
+    const failure = left.then(() => new Promise<never>(() => {}));
+    failure.catch(() => {}); // read by the caller when it races a step against it
+    return { pipeline, failure };
+  }
+
+  /** Stop the workers (a worker blocked on its step channel or pipeline is woken first). */
   close(): void {
+    this.#pipeline?.pipeline.stop();
+    this.#pipeline = null;
     for (const channel of this.#channels) channel?.leave();
     for (const w of this.#workers) w.terminate();
     this.#workers = [];

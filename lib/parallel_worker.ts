@@ -25,6 +25,8 @@ import {
   writeFlat,
 } from "./parallel.ts";
 import { StepChannel, type StepInput, type StepOutput } from "./step_channel.ts";
+import { type ShardInput, type ShardResult, TrainPipeline } from "./train_pipeline.ts";
+import { FlatAdam } from "./adam.ts";
 
 let net: tf.LayersModel | undefined;
 /** The replica's trainable variables, in `trainableWeights` order (the same objects every step). */
@@ -40,6 +42,36 @@ function step(request: StepInput): StepOutput {
   predictWeights = null; // training writes other weights
   writeFlat(model.trainableWeights, request.params);
   writeFlat(model.nonTrainableWeights, request.state);
+  return gradientsOf(request);
+}
+
+/**
+ * Train through a pipeline from the request's weights until it stops: the
+ * shards' gradients from {@linkcode gradientsOf}, then Adam on this worker's
+ * own copy of the weights, written into the replica.
+ */
+function trainThrough(request: Extract<WorkerRequest, { type: "pipeline" }>): void {
+  const model = net!;
+  predictWeights = null;
+  const params = request.params.slice();
+  const adam = new FlatAdam(params.length);
+  writeFlat(model.trainableWeights, params);
+  writeFlat(model.nonTrainableWeights, request.state);
+  new TrainPipeline(request.layout, request.buffer).serve(
+    request.index,
+    gradientsOf,
+    (learningRate, gradients, state) => {
+      adam.step(params, gradients, learningRate);
+      writeFlat(model.trainableWeights, params);
+      writeFlat(model.nonTrainableWeights, state);
+      return { params, state };
+    },
+  );
+}
+
+/** Gradient, per-sample losses and updated statistics of one shard, at the replica's weights. */
+function gradientsOf(request: ShardInput): ShardResult {
+  const model = net!;
   const augment = request.augment as ShardAugmentation | null;
   const pixels = augment
     ? augmentFromBanks(request.pixels, augment.options, createRng(augment.seed), banks)
@@ -57,7 +89,7 @@ function step(request: StepInput): StepOutput {
       perSample = tf.keep(each);
       return each.mean().asScalar();
     }), vars);
-  const gradients = new Float32Array(request.params.length);
+  const gradients = new Float32Array(vars.reduce((a, v) => a + v.size, 0));
   let offset = 0;
   for (const v of vars) {
     const g = grads[v.name].dataSync() as Float32Array;
@@ -129,6 +161,9 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
         writeFlat(net.weights, request.teacher.weights);
         teacher = { net, settings: request.teacher.settings };
       }
+      self.postMessage({ type: "ready" } satisfies WorkerReply);
+    } else if (request.type === "pipeline") {
+      trainThrough(request);
       self.postMessage({ type: "ready" } satisfies WorkerReply);
     } else if (request.type === "predict") {
       const reply = predict(request) as Extract<WorkerReply, { type: "predict" }>;

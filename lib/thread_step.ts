@@ -99,6 +99,7 @@ export function threadStep(context: StepContext, augmented: boolean): TrainingSt
       return Promise.resolve(loss);
     },
     weightsFinite: () => allWeightsFinite(net),
+    drain: () => Promise.resolve(),
     finish() {
       device?.dispose();
       allImages?.dispose();

@@ -450,11 +450,12 @@ export async function train(
     teacher: distillationOf(options),
     rng,
     tracker,
-    diverged: (what) => {
+    batchSize: recipe.batchSize,
+    diverged: (what, at = { step, learningRate }) => {
       throw new DivergenceError(
         `Cannot train: expected a finite ${what}, got a non-finite one at step ${
-          step + 1
-        } of ${plan.totalSteps} (learning rate ${learningRate}); lower the learning rate`,
+          at.step + 1
+        } of ${plan.totalSteps} (learning rate ${at.learningRate}); lower the learning rate`,
       );
     },
   };
@@ -489,6 +490,7 @@ export async function train(
             list = order.subarray(cursor, cursor + chunk.fresh);
             cursor += chunk.fresh;
           } else {
+            await stepper.drain();
             await tracker!.flush();
             list = tracker!.hardest(chunk.hard, order, rng);
             hardPresentations += list.length;

@@ -34,12 +34,24 @@ export interface StepContext {
   readonly rng: Rng;
   /** Where per-example losses go, or `null` when no difficult examples are drawn. */
   readonly tracker: DifficultyTracker | null;
+  /** Images in a batch, at most. */
+  readonly batchSize: number;
   /**
    * Stop the run: `what` (e.g. "loss", "weight") stopped being finite. Throws
-   * a `DivergenceError` naming the current step and learning rate.
+   * a `DivergenceError` naming the step (0-based) and learning rate `at`, or
+   * the current ones.
    */
-  diverged(what: string): never;
+  diverged(what: string, at?: { step: number; learningRate: number }): never;
 }
+
+/**
+ * A batch's mean loss: a number, or something that reads it back later (a
+ * scalar tensor, or a step still running) and is disposed after. Internal.
+ */
+export type LossReading = number | {
+  data(): Promise<ArrayLike<number>>;
+  dispose(): void;
+};
 
 /** One way of taking gradient steps (Adam, one update per batch). Internal. */
 export interface TrainingStep {
@@ -54,7 +66,12 @@ export interface TrainingStep {
     ids: Int32Array,
     learningRate: number,
     augment: AugmentOptions | null,
-  ): Promise<tf.Scalar | number>;
+  ): Promise<LossReading>;
+  /**
+   * Wait until every step taken so far is done and its per-example losses
+   * are with the tracker (before the tracker picks difficult examples).
+   */
+  drain(): Promise<void>;
   /**
    * Whether every weight is still finite. Called when the loss is read back;
    * a step that checks its weights itself at every step resolves `true`.

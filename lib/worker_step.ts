@@ -1,25 +1,32 @@
 /**
- * Training steps shared between data-parallel Web Workers: each worker
- * augments its shard of the batch and returns its gradients; this thread
- * averages them and applies one Adam update to a flat copy of the weights.
+ * Training steps in data-parallel Web Workers, pipelined: this thread posts
+ * each batch's shards (with a seed for each worker's augmentation) to a
+ * {@linkcode TrainPipeline} and goes on to the next batch while the workers
+ * compute; the workers exchange gradients there and each applies the same
+ * Adam update to its own copy of the weights. This thread reads each step's
+ * per-sample losses when it is done, checks them and the weights, and hands
+ * them to the difficulty tracker.
  *
  * @module
  */
-import { FlatAdam } from "./adam.ts";
 import { gatherImages } from "./images.ts";
-import { GradientWorkers, readFlat, type Shard, writeFlat } from "./parallel.ts";
-import type { StepContext, TrainingStep } from "./training_step.ts";
+import { BackendError } from "./backend_error.ts";
+import { GradientWorkers, readFlat, writeFlat } from "./parallel.ts";
+import type { LossReading, StepContext, TrainingStep } from "./training_step.ts";
 
-/** Whether some value of `flat` is not finite. */
-function anyNonFinite(flat: Float32Array): boolean {
-  for (let i = 0; i < flat.length; i++) if (!Number.isFinite(flat[i])) return true;
-  return false;
+/** A posted step, until it is read. */
+interface Pending {
+  step: number;
+  ids: Int32Array;
+  learningRate: number;
+  /** The batch's mean loss, once read. */
+  loss?: number;
 }
 
 /**
  * Start `workers` gradient workers and return the step that uses them. The
  * loss, every weight and every batch-norm statistic are checked at every step
- * (a scan of the weights takes about 20 µs). Internal.
+ * (the workers check the weights, about 20 µs a step). Internal.
  *
  * @param workers Workers (≥ 1); each batch is split into at most this many shards.
  * @param context The model, data and loss settings.
@@ -38,37 +45,78 @@ export async function startWorkerStep(
     context.teacher,
     rng.int(2 ** 31),
   );
-  const params = readFlat(net.trainableWeights);
-  let state = readFlat(net.nonTrainableWeights);
-  const adam = new FlatAdam(params.length);
+  let started;
+  try {
+    started = await pool.train(
+      readFlat(net.trainableWeights),
+      readFlat(net.nonTrainableWeights),
+      Math.ceil(context.batchSize / workers),
+    );
+  } catch (error) {
+    pool.close();
+    throw error;
+  }
+  const { pipeline, failure } = started;
+  /** Posted steps not yet read, oldest first. */
+  const pending: Pending[] = [];
+  /** The last read, so that reads happen one at a time and in order. */
+  let reading: Promise<void> = Promise.resolve();
+
+  /** Read every posted step up to `step`, in order: losses, checks, tracker. */
+  const settle = (step: number): Promise<void> => {
+    reading = reading.then(async () => {
+      while (pending.length > 0 && pending[0].step <= step) {
+        const entry = pending[0];
+        await Promise.race([pipeline.done(entry.step), failure]);
+        const result = pipeline.result(entry.step);
+        pending.shift();
+        if (result.error !== null) {
+          throw new BackendError(`Cannot train in a worker: ${result.error}`);
+        }
+        const at = { step: entry.step, learningRate: entry.learningRate };
+        entry.loss = result.losses.reduce((a, b) => a + b, 0) / entry.ids.length;
+        if (!Number.isFinite(entry.loss)) context.diverged("loss", at);
+        if (result.weightsNonFinite) context.diverged("weight", at);
+        if (result.statisticsNonFinite) context.diverged("batch-norm moving statistic", at);
+        tracker?.record(entry.ids, result.losses);
+      }
+    });
+    return reading;
+  };
+
   return {
-    async take(ids, learningRate, augment) {
+    async take(ids, learningRate, augment): Promise<LossReading> {
+      const step = pipeline.posted;
+      // The slot of step − 2 is this step's: read that step first.
+      if (step >= 2) await settle(step - 2);
       // Each worker augments its own shard, with a seed drawn here.
-      const shards: Shard[] = [];
       const parts = Math.min(workers, ids.length);
+      const augments = [];
       for (let w = 0; w < parts; w++) {
         const shard = ids.subarray(
           Math.floor((w * ids.length) / parts),
           Math.floor(((w + 1) * ids.length) / parts),
         );
-        shards.push({
-          pixels: gatherImages(data.images, shard),
-          labels: Int32Array.from(shard, (id) => data.labels[id]),
-          augment: augment && { options: augment, seed: rng.int(2 ** 31) },
-        });
+        const { pixels, labels } = pipeline.shardBuffers(step, w, shard.length);
+        gatherImages(data.images, shard, pixels);
+        for (let i = 0; i < shard.length; i++) labels[i] = data.labels[shard[i]];
+        augments.push(augment && { options: augment, seed: rng.int(2 ** 31) });
       }
-      const result = await pool.step(params, state, shards);
-      adam.step(params, result.gradients, learningRate);
-      state = result.state;
-      const loss = result.losses.reduce((a, b) => a + b, 0) / ids.length;
-      if (!Number.isFinite(loss)) context.diverged("loss");
-      if (anyNonFinite(params)) context.diverged("weight");
-      if (anyNonFinite(state)) context.diverged("batch-norm moving statistic");
-      tracker?.record(ids, result.losses);
-      return loss;
+      pipeline.post(learningRate, augments);
+      const entry: Pending = { step, ids: ids.slice(), learningRate };
+      pending.push(entry);
+      return {
+        data: async () => {
+          await settle(step);
+          return [entry.loss!];
+        },
+        dispose() {},
+      };
     },
     weightsFinite: () => Promise.resolve(true),
+    drain: () => settle(pipeline.posted - 1),
     finish() {
+      const { params, state } = pipeline.weights();
       pool.close();
       writeFlat(net.trainableWeights, params);
       writeFlat(net.nonTrainableWeights, state);

@@ -20,6 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# Calls before timing inference at batch 1, on both sides of bench/compare.ts.
+WARM_UP_CALLS = 50
+
 
 def read_idx(path):
     with gzip.open(path, "rb") as f:
@@ -101,7 +104,8 @@ def main():
         accuracy = correct / len(x_test)
 
         def rate(batch, repeats):
-            model(x_test[:batch])  # warm-up
+            for _ in range(WARM_UP_CALLS if batch == 1 else 1):  # warm-up, as bench/compare.ts
+                model(x_test[:batch])
             t0 = time.perf_counter()
             for r in range(repeats):
                 model(x_test[:batch])

@@ -34,6 +34,8 @@ const ARRIVED = 2;
 const STOP = 3;
 /** Words of `control`. */
 const CONTROL = 4;
+/** Milliseconds a worker waits before it looks at `STOP` again. */
+const STOP_POLL_MS = 20;
 
 /** Bytes of a shard's augmentation as JSON, or of a worker's error message. */
 const TEXT_BYTES = 4096;
@@ -321,13 +323,19 @@ export class TrainPipeline {
     }
   }
 
-  /** Block until `control[index]` ≥ `target`; `false` when stopped first. */
+  /**
+   * Block until `control[index]` ≥ `target`; `false` when stopped first.
+   * The wait times out to look at `STOP` again: a stop that lands between
+   * the look and the wait changes another word, so its notification alone
+   * could be lost, and a worker blocked for good would also keep its
+   * process from exiting.
+   */
   #waitFor(index: number, target: number): boolean {
     for (;;) {
       if (Atomics.load(this.#control, STOP)) return false;
       const now = Atomics.load(this.#control, index);
       if (now >= target) return true;
-      Atomics.wait(this.#control, index, now);
+      Atomics.wait(this.#control, index, now, STOP_POLL_MS);
     }
   }
 

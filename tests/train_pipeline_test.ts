@@ -116,3 +116,30 @@ Deno.test("a shard that fails in the pipeline fails its step for every worker, a
     net.dispose();
   }
 });
+
+Deno.test("a process that trained through pipelines exits: no worker is left waiting for good", async () => {
+  // Before the workers' waits timed out to look at the stop flag again, 9 of
+  // 20 children like this one (25 or 40 trainings each) never exited, so
+  // this test fails about half the time with that fault; none of 12 hung
+  // after the fix.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      new URL("./_pipeline_child.ts", import.meta.url).pathname,
+      "40",
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const limit = setTimeout(() => child.kill("SIGKILL"), 150_000);
+  try {
+    const { code, signal, stdout } = await child.output();
+    assert.equal(new TextDecoder().decode(stdout).trim(), "done");
+    assert.equal(signal, null, "the child had to be killed: it did not exit on its own");
+    assert.equal(code, 0);
+  } finally {
+    clearTimeout(limit);
+  }
+});

@@ -42,11 +42,43 @@ const IDLE = 0, STEP = 1, LEAVE = 2;
 /** Statuses, in `control[STATUS]`. */
 const PENDING = 0, DONE = 1, FAILED = 2;
 
-/** Bytes for the augmentation's JSON or an error message. */
-const TEXT_BYTES = 4096;
+/** Bytes for a shard's augmentation as JSON, or an error message. Internal. */
+export const TEXT_BYTES = 4096;
 
 /** The text codecs of every step (made once, not a pair a step). */
 const encoder = new TextEncoder(), decoder = new TextDecoder();
+
+/**
+ * Write `text` into `bytes`, truncated to what fits. Internal.
+ * @returns The bytes written, and whether all of `text` fitted.
+ */
+export function writeText(bytes: Uint8Array, text: string): { written: number; whole: boolean } {
+  const { read, written } = encoder.encodeInto(text, bytes);
+  return { written, whole: read === text.length };
+}
+
+/** The text in the first `length` of `bytes`. Internal. */
+export function readText(bytes: Uint8Array, length: number): string {
+  return decoder.decode(bytes.slice(0, length));
+}
+
+/**
+ * Write a shard's augmentation into `bytes` as JSON. Internal.
+ * @param action What the caller does, for the error ("run a parallel step").
+ * @returns The bytes written.
+ * @throws {RangeError} When the JSON is longer than {@linkcode TEXT_BYTES}.
+ */
+export function writeAugmentation(bytes: Uint8Array, augment: unknown, action: string): number {
+  const text = JSON.stringify(augment);
+  const { written, whole } = writeText(bytes, text);
+  if (!whole) {
+    throw new RangeError(
+      `Cannot ${action}: expected an augmentation of at most ${TEXT_BYTES} bytes ` +
+        `as JSON, got ${encoder.encode(text).length}`,
+    );
+  }
+  return written;
+}
 
 /** A step's inputs, as the worker reads them. Internal. */
 export interface StepInput {
@@ -153,13 +185,7 @@ export class StepChannel {
     this.#in.state.set(state);
     this.#in.pixels.set(pixels);
     this.#in.labels.set(labels);
-    const text = JSON.stringify(augment);
-    if (!this.#writeText(text)) {
-      throw new RangeError(
-        `Cannot run a parallel step: expected an augmentation of at most ${TEXT_BYTES} bytes ` +
-          `as JSON, got ${encoder.encode(text).length}`,
-      );
-    }
+    this.#control[TEXT] = writeAugmentation(this.#text, augment, "run a parallel step");
     this.#control[COUNT] = count;
     this.#command(STEP);
   }
@@ -246,14 +272,12 @@ export class StepChannel {
     Atomics.notify(this.#control, STATUS);
   }
 
-  /** Write `text` (truncated to what fits); whether all of it fitted. */
-  #writeText(text: string): boolean {
-    const { read, written } = encoder.encodeInto(text, this.#text);
-    this.#control[TEXT] = written;
-    return read === text.length;
+  /** Write `text` (truncated to what fits). */
+  #writeText(text: string): void {
+    this.#control[TEXT] = writeText(this.#text, text).written;
   }
 
   #readText(): string {
-    return decoder.decode(this.#text.slice(0, this.#control[TEXT]));
+    return readText(this.#text, this.#control[TEXT]);
   }
 }

@@ -13,7 +13,13 @@
  * @module
  */
 import { IMAGE_PIXELS } from "./images.ts";
-import type { ChannelLayout } from "./step_channel.ts";
+import {
+  type ChannelLayout,
+  readText,
+  TEXT_BYTES,
+  writeAugmentation,
+  writeText,
+} from "./step_channel.ts";
 
 /** Sizes the pipeline is laid out for: a step channel's, for each of `workers`. Internal. */
 export interface PipelineLayout extends ChannelLayout {
@@ -36,12 +42,6 @@ const STOP = 3;
 const CONTROL = 4;
 /** Milliseconds a worker waits before it looks at `STOP` again. */
 const STOP_POLL_MS = 20;
-
-/** Bytes of a shard's augmentation as JSON, or of a worker's error message. */
-const TEXT_BYTES = 4096;
-
-/** The text codecs (made once). */
-const encoder = new TextEncoder(), decoder = new TextDecoder();
 
 /** One worker's part of a slot. */
 interface WorkerSlot {
@@ -188,16 +188,8 @@ export class TrainPipeline {
     slot.rate[0] = learningRate;
     slot.flags.fill(0);
     slot.workers.forEach((part, w) => {
-      const text = JSON.stringify(w < augments.length ? augments[w] : null);
-      const { read, written } = encoder.encodeInto(text, part.text);
-      if (read !== text.length) {
-        throw new RangeError(
-          `Cannot post a training step: expected an augmentation of at most ${TEXT_BYTES} bytes as JSON, got ${
-            encoder.encode(text).length
-          }`,
-        );
-      }
-      part.header[1] = written;
+      const augment = w < augments.length ? augments[w] : null;
+      part.header[1] = writeAugmentation(part.text, augment, "post a training step");
       part.header[2] = 0;
       if (w >= augments.length) part.header[0] = 0;
     });
@@ -225,7 +217,7 @@ export class TrainPipeline {
     slot.workers.forEach((part, w) => {
       losses.set(part.losses.subarray(0, counts[w]), offset);
       offset += counts[w];
-      if (part.header[2] && error === null) error = readText(part);
+      if (part.header[2] && error === null) error = readText(part.text, part.header[1]);
     });
     return {
       losses,
@@ -284,13 +276,13 @@ export class TrainPipeline {
             pixels: part.pixels.subarray(0, count * IMAGE_PIXELS),
             labels: part.labels.subarray(0, count),
             count,
-            augment: JSON.parse(readText(part)),
+            augment: JSON.parse(readText(part.text, part.header[1])),
           });
           part.gradients.set(out.gradients);
           part.state.set(out.state);
           part.losses.set(out.losses);
         } catch (error) {
-          writeText(part, (error as Error)?.message ?? String(error));
+          part.header[1] = writeText(part.text, (error as Error)?.message ?? String(error)).written;
           part.header[2] = 1;
         }
       }
@@ -350,12 +342,4 @@ export class TrainPipeline {
 function anyNonFinite(flat: Float32Array): boolean {
   for (let i = 0; i < flat.length; i++) if (!Number.isFinite(flat[i])) return true;
   return false;
-}
-
-function writeText(part: WorkerSlot, text: string): void {
-  part.header[1] = encoder.encodeInto(text, part.text).written;
-}
-
-function readText(part: WorkerSlot): string {
-  return decoder.decode(part.text.slice(0, part.header[1]));
 }

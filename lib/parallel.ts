@@ -17,7 +17,7 @@ import { BackendError } from "./backend.ts";
 import type { Distillation } from "./loss.ts";
 import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
 import { type ChannelLayout, StepChannel } from "./step_channel.ts";
-import { type PipelineLayout, TrainPipeline } from "./train_pipeline.ts";
+import { type PipelineLayout, sumShards, TrainPipeline } from "./train_pipeline.ts";
 
 /** A message from the trainer to a worker. Internal. */
 export type WorkerRequest =
@@ -244,11 +244,13 @@ export class GradientWorkers {
     const gradients = new Float32Array(params.length);
     const newState = new Float32Array(state.length);
     const losses = new Float32Array(total);
+    sumShards(
+      replies.map((reply, i) => ({ ...reply, count: shards[i].labels.length })),
+      gradients,
+      newState,
+    );
     let offset = 0;
-    replies.forEach((reply, i) => {
-      const weight = shards[i].labels.length / total;
-      for (let j = 0; j < gradients.length; j++) gradients[j] += weight * reply.gradients[j];
-      for (let j = 0; j < newState.length; j++) newState[j] += weight * reply.state[j];
+    replies.forEach((reply) => {
       losses.set(reply.losses, offset);
       offset += reply.losses.length;
     });

@@ -291,16 +291,11 @@ export class TrainPipeline {
       if (!this.#waitFor(ARRIVED, (step + 1) * W)) return;
       const failed = slot.workers.some((p) => p.header[2] !== 0);
       if (!failed) {
-        const total = slot.workers.reduce((a, p) => a + p.header[0], 0);
-        gradients.fill(0);
-        state.fill(0);
-        // The trainer's thread summed them in this order before: the same numbers.
-        for (const p of slot.workers) {
-          const weight = p.header[0] / total;
-          if (weight === 0) continue;
-          for (let j = 0; j < P; j++) gradients[j] += weight * p.gradients[j];
-          for (let j = 0; j < S; j++) state[j] += weight * p.state[j];
-        }
+        sumShards(
+          slot.workers.map((p) => ({ count: p.header[0], gradients: p.gradients, state: p.state })),
+          gradients,
+          state,
+        );
         const after = update(slot.rate[0], gradients, state);
         if (w === 0) {
           slot.flags[0] = anyNonFinite(after.params) ? 1 : 0;
@@ -335,6 +330,36 @@ export class TrainPipeline {
   setWeights(params: Float32Array, state: Float32Array): void {
     this.#params.set(params);
     this.#state.set(state);
+  }
+}
+
+/** One shard's share of a step: its images, its gradient and its batch-norm statistics. Internal. */
+export interface ShardSums {
+  count: number;
+  gradients: ArrayLike<number>;
+  state: ArrayLike<number>;
+}
+
+/**
+ * Sum the shards' gradients and batch-norm statistics into `gradients` and
+ * `state` (zeroed first), each weighted by its share of the batch's images,
+ * in the order given (a shard without images adds nothing). The workers and
+ * `GradientWorkers.step` both sum this way, so they get the same numbers.
+ * Internal.
+ */
+export function sumShards(
+  shards: readonly ShardSums[],
+  gradients: Float32Array,
+  state: Float32Array,
+): void {
+  const total = shards.reduce((a, s) => a + s.count, 0);
+  gradients.fill(0);
+  state.fill(0);
+  for (const shard of shards) {
+    const weight = shard.count / total;
+    if (weight === 0) continue;
+    for (let j = 0; j < gradients.length; j++) gradients[j] += weight * shard.gradients[j];
+    for (let j = 0; j < state.length; j++) state[j] += weight * shard.state[j];
   }
 }
 

@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Calls before timing inference at batch 1, on both sides of bench/compare.ts.
-WARM_UP_CALLS = 50
+# Calls before timing inference at batch 1, and calls timed, on both sides of bench/compare.ts.
+BATCH1_CALLS = 1000
 
 
 def read_idx(path):
@@ -104,14 +104,14 @@ def main():
         accuracy = correct / len(x_test)
 
         def rate(batch, repeats):
-            for _ in range(WARM_UP_CALLS if batch == 1 else 1):  # warm-up, as bench/compare.ts
+            for _ in range(BATCH1_CALLS if batch == 1 else 1):  # warm-up, as bench/compare.ts
                 model(x_test[:batch])
             t0 = time.perf_counter()
             for r in range(repeats):
                 model(x_test[:batch])
             return batch * repeats / (time.perf_counter() - t0)
 
-        inference_1 = rate(1, 500)
+        inference_1 = rate(1, BATCH1_CALLS)
         inference_1000 = rate(1000, 10)
     print(json.dumps({
         "framework": f"PyTorch {torch.__version__}", "preset": args.preset, "params": params,

@@ -7,7 +7,11 @@
  * batch size, optimiser and schedule, 2 threads). Run one at a time:
  * `deno task bench:compare`.
  *
- * Never part of `deno task test`. Prints a Markdown table and the ratios.
+ * The default recipe's model (the first backend's, on a full pass) is also
+ * exported to ONNX (`exportOnnx`) and timed in onnxruntime-node, in one
+ * thread and with its default thread count, for a second table.
+ *
+ * Never part of `deno task test`. Prints two Markdown tables and the ratios.
  */
 import { parseFlags, usage } from "./_usage.ts";
 import { type BackendName, selectBackend } from "../lib/backend.ts";
@@ -19,6 +23,7 @@ import { train, type TrainOptions } from "../lib/train.ts";
 import { parallelClassifier } from "../lib/parallel_classifier.ts";
 import { trainingLogits } from "../lib/forward.ts";
 import { softmaxCrossEntropy } from "../lib/loss.ts";
+import { exportOnnx } from "../lib/onnx.ts";
 
 const { values } = parseFlags(
   "run the comparison",
@@ -35,7 +40,8 @@ images only, for speed), twice: with tinymnist's default recipe, and with the
 reference's (no augmentation, no difficult examples); then the PyTorch
 reference in bench/reference/ when python3 can import torch. Print test
 accuracy, time to 99%, training and inference images/s as a Markdown table,
-and the ratios. Run it alone: another process on the machine makes both sides
+and the ratios; then the default recipe's model in onnxruntime-node (inference
+only). Run it alone: another process on the machine makes both sides
 slower by different amounts (it warns when the CPUs were busy just before).`,
 );
 /** Presets the PyTorch reference builds too (bench/reference/torch_mnist.py). */
@@ -145,6 +151,53 @@ async function stepKernelMs(model: Classifier): Promise<number | undefined> {
 }
 
 const rows: Row[] = [];
+
+/** Inference images/s of one model in one runtime, for the onnxruntime table. */
+interface InferenceRow {
+  name: string;
+  batch1?: number;
+  batch1000: number;
+}
+const inferenceRows: InferenceRow[] = [];
+
+/**
+ * The trained model exported to ONNX and run in onnxruntime-node (CPU), in one
+ * thread and with its default threads, next to tinymnist's own figures for the
+ * same model (`row`).
+ */
+async function onnxRows(model: Classifier, row: Row): Promise<InferenceRow[]> {
+  const ort = await import("onnxruntime-node");
+  const bytes = await exportOnnx(model);
+  const out: InferenceRow[] = [
+    {
+      name: `${row.name}, 1 thread`,
+      batch1: row.inferenceBatch1,
+      batch1000: row.inferenceBatch1000,
+    },
+  ];
+  if (row.inferenceBatch1000Workers !== undefined) {
+    out.push({ name: `${row.name}, 2 workers`, batch1000: row.inferenceBatch1000Workers });
+  }
+  for (
+    const [name, options] of [["1 thread", { intraOpNumThreads: 1 }], [
+      "default threads",
+      {},
+    ]] as const
+  ) {
+    const session = await ort.InferenceSession.create(bytes, options);
+    const run = async (x: Float32Array) => {
+      const batch = x.length / 784;
+      await session.run({ images: new ort.Tensor("float32", x, [batch, 28, 28, 1]) });
+    };
+    out.push({
+      name: `onnxruntime-node ${ort.env.versions.node}, ${name}`,
+      batch1: await inferenceRate(run, 1),
+      batch1000: await inferenceRate(run, 1000),
+    });
+    await session.release();
+  }
+  return out;
+}
 /**
  * The two recipes each backend trains: tinymnist's default, and the
  * reference's own (no augmentation, no difficult examples), like for like.
@@ -187,6 +240,7 @@ for (const spec of values.backends!.split(",")) {
         })()
         : undefined,
     });
+    if (rows.length === 1 && !limit) inferenceRows.push(...await onnxRows(model, rows[0]));
     model.dispose();
   }
 }
@@ -258,4 +312,29 @@ if (torch) {
           : ` (×${f(r.inferenceBatch1000Workers / torch.inferenceBatch1000, 2)} in 2 workers)`),
     );
   }
+}
+
+if (inferenceRows.length > 0) {
+  console.log(
+    `\nInference of the default recipe's model, exported to ONNX for onnxruntime-node (CPU)\n`,
+  );
+  console.log("| runtime | infer img/s (b=1) | infer img/s (b=1000) |\n| --- | ---: | ---: |");
+  for (const r of inferenceRows) {
+    console.log(
+      `| ${r.name} | ${r.batch1 === undefined ? "—" : f(r.batch1)} | ${f(r.batch1000)} |`,
+    );
+  }
+  const [ours, ...others] = inferenceRows;
+  const workers = inferenceRows.find((r) => r.name.endsWith("2 workers"));
+  const [ortOne, ortAll] = others.filter((r) => r.name.startsWith("onnxruntime"));
+  console.log(
+    `\ntinymnist / onnxruntime-node, 1 thread each: inference images/s at b=1 ×${
+      f(ours.batch1! / ortOne.batch1!, 2)
+    }, at b=1000 ×${f(ours.batch1000 / ortOne.batch1000, 2)}` +
+      (workers
+        ? `; tinymnist's 2 workers / onnxruntime's default threads at b=1000 ×${
+          f(workers.batch1000 / ortAll.batch1000, 2)
+        }`
+        : ""),
+  );
 }

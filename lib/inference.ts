@@ -7,6 +7,12 @@
  * a forward pass instead of about 20 layers' worth, and no batch-norm pass
  * over the activations.
  *
+ * A Rescaling layer at the front (the presets' input normalisation) runs on
+ * the host as the input tensor is made, for up to {@linkcode HOST_RESCALE_MAX}
+ * images: one pass in JavaScript over the pixels instead of two kernels, with
+ * the same float32 products and sums (one image at a time: 10% more images/s
+ * at batch 1 on wasm; at batch 1000 the kernels were 4% faster).
+ *
  * The folded weights are kept on the device and made again whenever a weight
  * of the model changes (TensorFlow.js gives a variable new data on every
  * assignment, so the identity of each variable's data is the key). The
@@ -17,6 +23,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type LayerConfig, pair } from "./layer_config.ts";
+import { IMAGE_SIZE } from "./images.ts";
 import {
   foldIntoConv,
   isChannelsLastBatchNorm,
@@ -35,13 +42,23 @@ const plainActivation = (config: LayerConfig, softmax = false) =>
 const isPlainRelu = (layer: tf.layers.Layer | undefined) =>
   layer?.getClassName() === "ReLU" && (layer.getConfig() as LayerConfig).maxValue == null;
 
+/** A Rescaling layer's `x · scale + offset`, as float32 numbers. */
+interface Rescale {
+  scale: number;
+  offset: number;
+}
+
 /**
  * The steps of `net` with its current weights (folded tensors are made here
  * and returned in `kept`), or `null` when a layer is not one this path runs.
+ * A Rescaling layer before any other is returned as `rescale`, for the host.
  */
-function plan(net: tf.LayersModel): { steps: Step[]; kept: tf.Tensor[] } | null {
+function plan(
+  net: tf.LayersModel,
+): { rescale: Rescale | null; steps: Step[]; kept: tf.Tensor[] } | null {
   const layers = net.layers;
   const steps: Step[] = [];
+  let rescale: Rescale | null = null;
   const kept: tf.Tensor[] = [];
   const keep = <T extends tf.Tensor>(t: T) => (kept.push(tf.keep(t)), t);
   let complete = false;
@@ -54,7 +71,9 @@ function plan(net: tf.LayersModel): { steps: Step[]; kept: tf.Tensor[] } | null 
       if (type === "InputLayer" || type === "Dropout") continue;
       if (type === "Rescaling") {
         const scale = Number(config.scale ?? 1), offset = Number(config.offset ?? 0);
-        steps.push((x) => tf.add(tf.mul(x, scale), offset));
+        if (steps.length === 0 && rescale === null) {
+          rescale = { scale: Math.fround(scale), offset: Math.fround(offset) };
+        } else steps.push((x) => tf.add(tf.mul(x, scale), offset));
       } else if (type === "Conv2D" && plainActivation(config)) {
         const w = weightsByName(layer);
         let [kernel, bias] = [w.get("kernel")!, w.get("bias") ?? null];
@@ -119,7 +138,7 @@ function plan(net: tf.LayersModel): { steps: Step[]; kept: tf.Tensor[] } | null 
       }
     }
     complete = true;
-    return { steps, kept };
+    return { rescale, steps, kept };
   } finally {
     // Declined half-way, or failed: nothing made here is left behind.
     if (!complete) tf.dispose(kept);
@@ -129,12 +148,38 @@ function plan(net: tf.LayersModel): { steps: Step[]; kept: tf.Tensor[] } | null 
 /** Runs a model's inference path; see {@linkcode inferenceRunner}. Internal. */
 export interface InferenceRunner {
   /**
-   * The model's output for `x` in inference mode. Call inside `tf.tidy`;
+   * The model's output for `count` images (`pixels`: `count × 784` floats,
+   * row-major 28 × 28 each) in inference mode. Call inside `tf.tidy`;
    * folded weights are made again first if a weight changed since.
    */
-  run(x: tf.Tensor): tf.Tensor;
+  run(pixels: Float32Array, count: number): tf.Tensor;
   /** Release the folded weights. */
   dispose(): void;
+}
+
+/** Most images whose input rescaling runs on the host rather than as kernels. */
+const HOST_RESCALE_MAX = 64;
+
+/** `x · scale + offset` for each pixel, rounded to float32 after each operation as the kernels do. */
+function rescaled(pixels: Float32Array, { scale, offset }: Rescale): Float32Array {
+  const out = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) out[i] = Math.fround(pixels[i] * scale) + offset;
+  return out;
+}
+
+/**
+ * The model's output for `count` images (`pixels`: `count × 784` floats) in
+ * inference mode: through `runner` where the model has one, else
+ * `net.predict`. Call inside `tf.tidy`. Internal.
+ */
+export function predictImages(
+  net: tf.LayersModel,
+  runner: InferenceRunner | null,
+  pixels: Float32Array,
+  count: number,
+): tf.Tensor {
+  if (runner) return runner.run(pixels, count);
+  return net.predict(tf.tensor4d(pixels, [count, IMAGE_SIZE, IMAGE_SIZE, 1])) as tf.Tensor;
 }
 
 /**
@@ -157,20 +202,28 @@ export function inferenceRunner(net: tf.LayersModel): InferenceRunner | null {
     if (type === "Dense" && !flat) return null;
     if (type === "Conv2D" || type === "MaxPooling2D") flat = false;
   }
-  let current: { key: object[]; steps: Step[]; kept: tf.Tensor[] } | null = null;
+  let current:
+    | { key: object[]; rescale: Rescale | null; steps: Step[]; kept: tf.Tensor[] }
+    | null = null;
   const keyOf = () => net.weights.map((w) => w.read().dataId);
   const first = plan(net);
   if (!first) return null;
   current = { key: keyOf(), ...first };
   return {
-    run(x) {
+    run(pixels, count) {
       const key = keyOf();
       if (key.length !== current!.key.length || key.some((k, i) => k !== current!.key[i])) {
         tf.dispose(current!.kept);
         const next = plan(net)!;
         current = { key, ...next };
       }
-      return current!.steps.reduce((h, step) => step(h), x);
+      const { rescale, steps } = current!;
+      const shape: [number, number, number, number] = [count, IMAGE_SIZE, IMAGE_SIZE, 1];
+      let x: tf.Tensor;
+      if (!rescale) x = tf.tensor4d(pixels, shape);
+      else if (count <= HOST_RESCALE_MAX) x = tf.tensor4d(rescaled(pixels, rescale), shape);
+      else x = tf.add(tf.mul(tf.tensor4d(pixels, shape), rescale.scale), rescale.offset);
+      return steps.reduce((h, step) => step(h), x);
     },
     dispose() {
       if (current) tf.dispose(current.kept);

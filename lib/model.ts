@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ensureBackend } from "./backend.ts";
-import { type InferenceRunner, inferenceRunner } from "./inference.ts";
+import { type InferenceRunner, inferenceRunner, predictImages } from "./inference.ts";
 import { checkImages, IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
 import type { ModelCard } from "./model_card.ts";
 
@@ -137,13 +137,14 @@ export function wrapLayersModel(
     const out = new Float32Array(n * NUM_CLASSES);
     for (let start = 0; start < n; start += PREDICT_BATCH) {
       const end = Math.min(n, start + PREDICT_BATCH);
-      const probs = tf.tidy(() => {
-        const x = tf.tensor4d(
+      const probs = tf.tidy(() =>
+        predictImages(
+          model,
+          runner ?? null,
           images.subarray(start * IMAGE_PIXELS, end * IMAGE_PIXELS),
-          [end - start, IMAGE_SIZE, IMAGE_SIZE, 1],
-        );
-        return runner ? runner.run(x) : model.predict(x) as tf.Tensor;
-      });
+          end - start,
+        )
+      );
       out.set(await probs.data() as Float32Array, start * NUM_CLASSES);
       probs.dispose();
     }

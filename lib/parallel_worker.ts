@@ -15,7 +15,7 @@ import { selectBackend } from "./backend.ts";
 import { createRng } from "./rng.ts";
 import { type Distillation, softTargets, trainingLoss } from "./loss.ts";
 import { trainingLogits } from "./forward.ts";
-import { type InferenceRunner, inferenceRunner } from "./inference.ts";
+import { type InferenceRunner, inferenceRunner, predictImages } from "./inference.ts";
 import { IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES } from "./images.ts";
 import {
   readFlat,
@@ -130,13 +130,14 @@ function predict(request: Extract<WorkerRequest, { type: "predict" }>): WorkerRe
   const probabilities = new Float32Array(request.count * NUM_CLASSES);
   for (let start = 0; start < request.count; start += PREDICT_BATCH) {
     const end = Math.min(request.count, start + PREDICT_BATCH);
-    const out = tf.tidy(() => {
-      const x = tf.tensor4d(
+    const out = tf.tidy(() =>
+      predictImages(
+        model,
+        runner ?? null,
         request.pixels.subarray(start * IMAGE_PIXELS, end * IMAGE_PIXELS),
-        [end - start, IMAGE_SIZE, IMAGE_SIZE, 1],
-      );
-      return runner ? runner.run(x) : model.predict(x) as tf.Tensor;
-    });
+        end - start,
+      )
+    );
     probabilities.set(out.dataSync() as Float32Array, start * NUM_CLASSES);
     out.dispose();
   }

@@ -36,10 +36,15 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
   Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
 /** The runner's and predict's outputs on `n` real test images. */
-function both(net: tf.LayersModel, run: (x: tf.Tensor) => tf.Tensor, n = 100) {
+function both(
+  net: tf.LayersModel,
+  run: (pixels: Float32Array, count: number) => tf.Tensor,
+  n = 100,
+) {
   return tf.tidy(() => {
-    const x = tf.tensor4d(data.test.images.subarray(0, n * 784), [n, 28, 28, 1]);
-    return [run(x).dataSync(), (net.predict(x) as tf.Tensor).dataSync()];
+    const pixels = data.test.images.subarray(0, n * 784);
+    const x = tf.tensor4d(pixels, [n, 28, 28, 1]);
+    return [run(pixels, n).dataSync(), (net.predict(x) as tf.Tensor).dataSync()];
   });
 }
 
@@ -53,13 +58,13 @@ for (const backend of ["cpu", "wasm"] as const) {
       const runner = inferenceRunner(net);
       assert.ok(runner, `${preset} has a fast path`);
       const tensors = tf.memory().numTensors;
-      const [got, expected] = both(net, (x) => runner.run(x));
+      const [got, expected] = both(net, (pixels, n) => runner.run(pixels, n));
       assert.ok(maxAbsDiff(got, expected) <= 1e-5, `${preset}: ${maxAbsDiff(got, expected)}`);
       assert.equal(tf.memory().numTensors, tensors, `${preset}: no tensors left per call`);
 
       // New weights (as training gives): the folded copies are made again.
       randomise(net, 10);
-      const [after, expectedAfter] = both(net, (x) => runner.run(x));
+      const [after, expectedAfter] = both(net, (pixels, n) => runner.run(pixels, n));
       assert.ok(maxAbsDiff(after, got) > 1e-3, `${preset}: the weights did change the answers`);
       assert.ok(maxAbsDiff(after, expectedAfter) <= 1e-5, `${preset}: follows the new weights`);
       runner.dispose();
@@ -91,3 +96,31 @@ Deno.test("the inference path declines what it does not cover", async () => {
     net.dispose();
   }
 });
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`the input's rescaling, on the host or as kernels, equals the Rescaling layer bit for bit on ${backend}`, async () => {
+    await selectBackend(backend);
+    // The presets' normalisation, then a second Rescaling that stays a kernel.
+    const net = tf.sequential({
+      layers: [
+        tf.layers.rescaling({
+          inputShape: [28, 28, 1],
+          scale: 1 / 0.3081,
+          offset: -0.1307 / 0.3081,
+        }),
+        tf.layers.rescaling({ scale: 0.7, offset: 0.1 }),
+        tf.layers.flatten(),
+      ],
+    });
+    const runner = inferenceRunner(net);
+    assert.ok(runner);
+    // 50 images: rescaled on the host; 200: as kernels.
+    for (const n of [50, 200]) {
+      const [got, expected] = both(net, (pixels, count) => runner.run(pixels, count), n);
+      assert.equal(got.length, n * 784);
+      assert.deepEqual(Array.from(got), Array.from(expected), `${n} images`);
+    }
+    runner.dispose();
+    net.dispose();
+  });
+}

@@ -1,6 +1,7 @@
 // Direct 2-D convolution kernels (NHWC, stride 1) for training small
 // convolutional networks: the forward convolution (and, with the filter
-// rotated, the input gradient) and the filter gradient.
+// rotated, the input gradient; with a bias and a ReLU for inference's folded
+// layers) and the filter gradient.
 //
 // Both are one register-blocked loop over the same patch structure: output
 // pixel m = (n, oy, ox) and filter row k = (ky, kx, ci) meet at
@@ -38,12 +39,15 @@ void pad_nhwc(const float* x, int N, int H, int W, int C, int top, int left, int
 }
 
 // y[n][oy][ox][co] = Σ_{ky,kx,ci} xp[n][oy+ky][ox+kx][ci] · w[ky][kx][ci][co]
-// for a padded input xp [N][Hp][Wp][Ci] (OH = Hp − KH + 1, OW = Wp − KW + 1).
+// for a padded input xp [N][Hp][Wp][Ci] (OH = Hp − KH + 1, OW = Wp − KW + 1),
+// plus bias[co] when bias is not null, then max(·, 0) when relu is set
+// (TensorFlow.js's FusedConv2D; the maximum keeps a NaN, as winograd.c's).
 EXPORT(conv_forward)
 void conv_forward(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW,
-                  const float* w, int Co, float* y) {
+                  const float* w, int Co, const float* bias, int relu, float* y) {
   const int OH = Hp - KH + 1, OW = Wp - KW + 1;
   const int tap = Ci * Co;  // weights of one (ky, kx)
+  const v128_t zero = wasm_f32x4_splat(0);
   for (int n = 0; n < N; n++) {
     for (int oy = 0; oy < OH; oy++) {
       float* yrow = y + ((n * OH + oy) * OW) * Co;
@@ -74,6 +78,19 @@ void conv_forward(const float* xp, int N, int Hp, int Wp, int Ci, int KH, int KW
                 }
               }
             }
+          }
+          if (bias) {
+            const v128_t b0 = wasm_v128_load(bias + co), b1 = wasm_v128_load(bias + co + 4);
+            a00 = wasm_f32x4_add(a00, b0), a01 = wasm_f32x4_add(a01, b1);
+            a10 = wasm_f32x4_add(a10, b0), a11 = wasm_f32x4_add(a11, b1);
+            a20 = wasm_f32x4_add(a20, b0), a21 = wasm_f32x4_add(a21, b1);
+            a30 = wasm_f32x4_add(a30, b0), a31 = wasm_f32x4_add(a31, b1);
+          }
+          if (relu) {
+            a00 = wasm_f32x4_pmax(a00, zero), a01 = wasm_f32x4_pmax(a01, zero);
+            a10 = wasm_f32x4_pmax(a10, zero), a11 = wasm_f32x4_pmax(a11, zero);
+            a20 = wasm_f32x4_pmax(a20, zero), a21 = wasm_f32x4_pmax(a21, zero);
+            a30 = wasm_f32x4_pmax(a30, zero), a31 = wasm_f32x4_pmax(a31, zero);
           }
           float* out = yrow + ox * Co + co;
           STORE_4x8(out, Co, px);

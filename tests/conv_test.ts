@@ -32,6 +32,7 @@ const CASES: [Shape4, Shape4, "same" | "valid"][] = [
   [[1, 9, 9, 4], [3, 3, 4, 8], "same"], // Winograd: 9 tiles, one chunk, a last block of 1
   [[2, 10, 6, 4], [3, 3, 4, 8], "same"], // Winograd: a last tile of 2 rows and 2 columns
   [[3, 22, 21, 8], [3, 3, 8, 8], "same"], // Winograd: 108 tiles, 4 chunks, a last column of 1
+  [[1, 7, 7, 32], [3, 3, 32, 32], "same"], // 49 outputs: still Winograd's, unfused (training's)
 ];
 
 /** Which of our kernels a case's convolution (of `x` with `w`) runs on. */
@@ -114,36 +115,46 @@ Deno.test("convolutions our kernels cannot take go to XNNPACK and still match cp
   }
 });
 
+/** FusedConv2D's cases: Winograd's (a 3 × 3 filter, 16 input channels, 189 outputs), and the direct kernel's. */
+const FUSED_CASES: ["winograd" | "direct", Shape4, Shape4][] = [
+  ["winograd", [3, 7, 9, 16], [3, 3, 16, 24]],
+  ["direct", [1, 7, 7, 32], [3, 3, 32, 32]], // the last layer's at batch 1: 49 outputs
+  ["direct", [3, 28, 28, 1], [3, 3, 1, 16]], // the first layer's: one input channel
+  ["direct", [2, 9, 11, 3], [5, 4, 3, 16]], // 11 columns: a block of 4 with 3 pixels
+];
+
 for (const relaxed of [true, false]) {
   for (
     const [activation, withBias] of [["relu", true], ["linear", true], ["relu", false]] as const
   ) {
-    const label = `${relaxed ? "relaxed" : "plain"} SIMD, ${activation}, ${
-      withBias ? "with" : "no"
-    } bias`;
-    Deno.test(`winograd wasm FusedConv2D (inference's folded layers) matches cpu: ${label}`, async () => {
-      allowRelaxedSimd(relaxed);
-      try {
-        const before = convolutionRuns().winograd;
-        const [cpu, wasm] = await onBoth(() =>
-          tf.fused.conv2d({
-            x: tf.randomNormal([3, 7, 9, 16], 0, 1, "float32", 7) as tf.Tensor4D,
-            filter: tf.randomNormal([3, 3, 16, 24], 0, 1, "float32", 8) as tf.Tensor4D,
-            strides: 1,
-            pad: "same",
-            bias: withBias ? tf.randomNormal([24], 0, 3, "float32", 9) : undefined,
-            activation,
-          })
-        );
-        assert.ok(convolutionRuns().winograd > before, "the Winograd kernel did not run");
-        assert.ok(relativeError(cpu, wasm) <= 1e-5, `relative error ${relativeError(cpu, wasm)}`);
-        if (activation === "relu") {
-          assert.ok(wasm.some((v) => v === 0) && wasm.every((v) => v >= 0));
+    for (const [path, xShape, wShape] of FUSED_CASES) {
+      const label = `${relaxed ? "relaxed" : "plain"} SIMD, ${activation}, ${
+        withBias ? "with" : "no"
+      } bias, x${xShape.join("x")} w${wShape.join("x")}`;
+      Deno.test(`${path} wasm FusedConv2D (inference's folded layers) matches cpu: ${label}`, async () => {
+        allowRelaxedSimd(relaxed);
+        try {
+          const before = convolutionRuns()[path];
+          const [cpu, wasm] = await onBoth(() =>
+            tf.fused.conv2d({
+              x: tf.randomNormal(xShape, 0, 1, "float32", 7) as tf.Tensor4D,
+              filter: tf.randomNormal(wShape, 0, 1, "float32", 8) as tf.Tensor4D,
+              strides: 1,
+              pad: "same",
+              bias: withBias ? tf.randomNormal([wShape[3]], 0, 3, "float32", 9) : undefined,
+              activation,
+            })
+          );
+          assert.ok(convolutionRuns()[path] > before, `the ${path} kernel did not run`);
+          assert.ok(relativeError(cpu, wasm) <= 1e-5, `relative error ${relativeError(cpu, wasm)}`);
+          if (activation === "relu") {
+            assert.ok(wasm.some((v) => v === 0) && wasm.every((v) => v >= 0));
+          }
+        } finally {
+          allowRelaxedSimd(true);
         }
-      } finally {
-        allowRelaxedSimd(true);
-      }
-    });
+      });
+    }
   }
 }
 
@@ -151,17 +162,20 @@ Deno.test("FusedConv2D keeps a NaN through the ReLU, and leaves other activation
   await selectBackend("wasm");
   const x = tf.randomNormal([1, 4, 4, 8], 0, 1, "float32", 10) as tf.Tensor4D;
   const filter = tf.randomNormal([3, 3, 8, 8], 0, 1, "float32", 11) as tf.Tensor4D;
-  const nan = tf.tidy(() =>
-    tf.fused.conv2d({
-      x: x.mul(NaN) as tf.Tensor4D,
-      filter,
-      pad: "same",
-      strides: 1,
-      activation: "relu",
-    })
-      .dataSync()
-  );
-  assert.ok(nan.every(Number.isNaN));
+  // Winograd's kernel (8 input channels) and the direct one (1).
+  for (const channels of [8, 1]) {
+    const nan = tf.tidy(() =>
+      tf.fused.conv2d({
+        x: x.slice([0, 0, 0, 0], [1, 4, 4, channels]).mul(NaN) as tf.Tensor4D,
+        filter: filter.slice([0, 0, 0, 0], [3, 3, channels, 8]) as tf.Tensor4D,
+        pad: "same",
+        strides: 1,
+        activation: "relu",
+      })
+        .dataSync()
+    );
+    assert.ok(nan.every(Number.isNaN), `${channels} input channels`);
+  }
   const before = convolutionRuns();
   const [cpu, wasm] = await onBoth(() =>
     tf.fused.conv2d({ x, filter, pad: "same", strides: 1, activation: "elu" })

@@ -21,7 +21,7 @@ import {
   wasmKernel,
   withScratch,
 } from "./kernel.ts";
-import { type SimdKernels, simdKernels } from "./simd.ts";
+import { type DirectConvArgs, type SimdKernels, simdKernels } from "./simd.ts";
 
 type Shape4 = [number, number, number, number];
 
@@ -136,6 +136,22 @@ const winogradTakes = (info: tf.backend_util.Conv2DInfo) =>
   info.filterHeight === 3 && info.filterWidth === 3 && info.inChannels % 4 === 0;
 
 /**
+ * Fewest output pixels (batch × height × width) for which inference's fused
+ * convolution runs on Winograd's kernel rather than the direct one: below,
+ * its transforms cost more than they save (training's convolutions, on
+ * shards of 16 or more images, keep to Winograd's, so that trained weights do
+ * not depend on this). The default model's last layer at
+ * batch 1 (7 × 7 = 49 pixels, 32 → 32 channels, with bias and ReLU) took 42–46
+ * µs on the direct kernel against 55–56 on Winograd's; at batch 2 (98), 77–86
+ * against 71–79.
+ */
+const WINOGRAD_MIN_PIXELS = 64;
+
+/** Whether a fused convolution runs on Winograd's kernel: it takes it, and it is large enough. */
+const winogradFused = (info: tf.backend_util.Conv2DInfo) =>
+  winogradTakes(info) && info.batchSize * info.outHeight * info.outWidth >= WINOGRAD_MIN_PIXELS;
+
+/**
  * A 2-D convolution on the WASM backend: stride-1 convolutions that
  * {@linkcode directConv} takes run on `winograd_conv3x3` of
  * `kernels/winograd.c` when the filter is 3 × 3 and the input channels a
@@ -148,13 +164,8 @@ function conv2DWasm(args: KernelArgs): tf.TensorInfo {
   const info = convInfo(x.shape, filter.shape, args.attrs as unknown as tf.Conv2DAttrs);
   const simd = directConv(backend, info, x);
   if (!simd) return originalConv2D!(args);
-  if (winogradTakes(info)) return runWinograd(backend, simd, x, filter, null, false, info);
-  return runDirect("conv_forward", backend, simd, x, filter, info, [
-    info.batchSize,
-    info.outHeight,
-    info.outWidth,
-    info.outChannels,
-  ]);
+  const kernel = winogradTakes(info) ? "winograd" : "direct";
+  return runForward(kernel, backend, simd, x, filter, null, false, info);
 }
 
 let originalFusedConv2D: KernelFn | undefined;
@@ -162,8 +173,10 @@ let originalFusedConv2D: KernelFn | undefined;
 /**
  * A 2-D convolution with a bias and a ReLU or no activation, as inference
  * runs each folded convolution and batch norm (`../inference.ts`): on
- * `winograd_conv3x3`, which adds the bias and applies the ReLU as it stores,
- * where Winograd takes the convolution; else on the backend's own kernel.
+ * `winograd_conv3x3` where Winograd takes the convolution, else on
+ * `conv_forward` where {@linkcode directConv} takes it (the first layer's one
+ * input channel), each adding the bias and applying the ReLU as it stores;
+ * else on the backend's own kernel.
  */
 function fusedConv2DWasm(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend } = args;
@@ -174,18 +187,23 @@ function fusedConv2DWasm(args: KernelArgs): tf.TensorInfo {
   const simd = directConv(backend, info, x);
   const activation = attrs.activation ?? "linear";
   if (
-    !simd || !winogradTakes(info) || inputs.preluActivationWeights ||
+    !simd || inputs.preluActivationWeights ||
     (activation !== "linear" && activation !== "relu") ||
     (bias && (bias.dtype !== "float32" || tf.util.sizeFromShape(bias.shape) !== info.outChannels))
   ) return originalFusedConv2D!(args);
-  return runWinograd(backend, simd, x, filter, bias, activation === "relu", info);
+  const relu = activation === "relu";
+  const kernel = winogradFused(info) ? "winograd" : "direct";
+  return runForward(kernel, backend, simd, x, filter, bias, relu, info);
 }
 
 /**
- * A 3 × 3 convolution by Winograd's F(4 × 4, 3 × 3) (`kernels/winograd.c`),
- * plus `bias` [Co] when given, then a ReLU when `relu` is set.
+ * A forward convolution, plus `bias` [Co] when given, then a ReLU when `relu`
+ * is set: by Winograd's F(4 × 4, 3 × 3) (`winograd_conv3x3` of
+ * `kernels/winograd.c`, for a 3 × 3 filter) or directly (`conv_forward` of
+ * `kernels/conv.c`).
  */
-function runWinograd(
+function runForward(
+  kernel: "winograd" | "direct",
   backend: tf.KernelBackend,
   simd: SimdKernels,
   x: tf.TensorInfo,
@@ -195,6 +213,18 @@ function runWinograd(
   info: tf.backend_util.Conv2DInfo,
 ): tf.TensorInfo {
   const { batchSize: N, inChannels: Ci, outChannels: Co, outHeight: OH, outWidth: OW } = info;
+  if (kernel === "direct") {
+    return runDirect(
+      backend,
+      simd,
+      x,
+      filter,
+      info,
+      [N, OH, OW, Co],
+      (shared, out) =>
+        simd.exports.conv_forward(...shared, bias ? simd.offset(bias) : 0, relu ? 1 : 0, out),
+    );
+  }
   return runWinogradKernel(
     backend,
     simd,
@@ -223,7 +253,7 @@ function runWinograd(
 
 /**
  * The filter gradient [3, 3, Ci, Co] of a 3 × 3 convolution that
- * {@linkcode runWinograd} would run, from its output gradient `dy`, by the
+ * {@linkcode runForward} on Winograd would run, from its output gradient `dy`, by the
  * same F(4 × 4, 3 × 3) transforms (`winograd_filter_grad3x3`).
  */
 function runWinogradFilterGrad(
@@ -291,24 +321,25 @@ function runWinogradKernel(
 }
 
 /**
- * Run one of the two direct kernels of `kernels/conv.c`, which share their
- * arguments: the padded input, its geometry, the filter (`conv_forward`) or
- * the output gradient (`conv_filter_grad`), and the output of `outShape`.
+ * Run one of the two direct kernels of `kernels/conv.c` on the padded input,
+ * into a new output of `outShape`: `call` gets the arguments they share (the
+ * padded input, its geometry, `operand` and the output channels) and the
+ * output's offset.
  */
 function runDirect(
-  kernel: "conv_forward" | "conv_filter_grad",
   backend: tf.KernelBackend,
   simd: SimdKernels,
   x: tf.TensorInfo,
   operand: tf.TensorInfo,
   info: tf.backend_util.Conv2DInfo,
   outShape: number[],
+  call: (shared: DirectConvArgs, out: number) => void,
 ): tf.TensorInfo {
   const out = (backend as WasmHeapBackend).makeOutput(outShape, "float32");
   runs.direct++;
   withScratch(backend, (keep) => {
     const xp = keep(paddedInput(backend, simd, x, info));
-    simd.exports[kernel](
+    call([
       simd.offset(xp),
       info.batchSize,
       xp.shape[1],
@@ -318,8 +349,7 @@ function runDirect(
       info.filterWidth,
       simd.offset(operand),
       info.outChannels,
-      simd.offset(out),
-    );
+    ], simd.offset(out));
   });
   return out;
 }
@@ -349,9 +379,15 @@ function conv2DBackpropFilterWasm(args: KernelArgs): tf.TensorInfo {
   const direct = directConv(backend, info, x);
   // dW[k, co] = Σ_m xp[patch k of pixel m] · dy[m, co], over a zero-padded copy of x.
   if (direct) {
-    return winogradTakes(info)
-      ? runWinogradFilterGrad(backend, direct, x, dy, info)
-      : runDirect("conv_filter_grad", backend, direct, x, dy, info, attrs.filterShape);
+    return winogradTakes(info) ? runWinogradFilterGrad(backend, direct, x, dy, info) : runDirect(
+      backend,
+      direct,
+      x,
+      dy,
+      info,
+      attrs.filterShape,
+      (shared, out) => direct.exports.conv_filter_grad(...shared, out),
+    );
   }
   const transpose = wasmKernel("Transpose"), conv2d = originalConv2D!;
   const slice = wasmKernel("Slice");

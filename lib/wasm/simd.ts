@@ -13,10 +13,11 @@ import type * as tf from "@tensorflow/tfjs";
 import { RELAXED_SIMD_WASM_BASE64, SIMD_WASM_BASE64 } from "./simd_binary.ts";
 
 /**
- * A direct convolution kernel of `kernels/conv.c`: the zero-padded input xp
- * [N, Hp, Wp, Ci], a KH × KW filter, an operand and an output with Co channels.
+ * The arguments the direct convolution kernels of `kernels/conv.c` share: the
+ * zero-padded input xp [N, Hp, Wp, Ci], a KH × KW filter's geometry, an
+ * operand and the output channels Co. Internal.
  */
-type DirectConvKernel = (
+export type DirectConvArgs = [
   xp: number,
   N: number,
   Hp: number,
@@ -26,8 +27,7 @@ type DirectConvKernel = (
   KW: number,
   operand: number,
   Co: number,
-  out: number,
-) => void;
+];
 
 /** The functions of `kernels/*.c`; every pointer is a byte offset into the backend's memory. */
 export interface SimdExports {
@@ -113,10 +113,13 @@ export interface SimdExports {
     Wp: number,
     xp: number,
   ): void;
-  /** `conv_forward` of `kernels/conv.c`: operand is the filter, out the output. */
-  conv_forward: DirectConvKernel;
-  /** `conv_filter_grad`: operand is the output gradient, out the filter gradient. */
-  conv_filter_grad: DirectConvKernel;
+  /**
+   * `conv_forward` of `kernels/conv.c`: the operand is the filter; the
+   * output `y`, plus `bias` (0: none), then a ReLU when `relu` is 1.
+   */
+  conv_forward(...args: [...DirectConvArgs, bias: number, relu: number, y: number]): void;
+  /** `conv_filter_grad`: the operand is the output gradient; out, the filter gradient. */
+  conv_filter_grad(...args: [...DirectConvArgs, dw: number]): void;
   winograd_conv3x3(
     xp: number,
     N: number,

@@ -158,45 +158,50 @@ interface InferenceRow {
   batch1?: number;
   batch1000: number;
 }
-const inferenceRows: InferenceRow[] = [];
+
+/** The default recipe's model in tinymnist (one thread, and its workers) and in onnxruntime. */
+interface OnnxComparison {
+  ours: InferenceRow;
+  workers?: InferenceRow;
+  ortOneThread: InferenceRow;
+  ortDefaultThreads: InferenceRow;
+}
+let onnx: OnnxComparison | undefined;
 
 /**
  * The trained model exported to ONNX and run in onnxruntime-node (CPU), in one
  * thread and with its default threads, next to tinymnist's own figures for the
  * same model (`row`).
  */
-async function onnxRows(model: Classifier, row: Row): Promise<InferenceRow[]> {
+async function compareOnnx(model: Classifier, row: Row): Promise<OnnxComparison> {
   const ort = await import("onnxruntime-node");
   const bytes = await exportOnnx(model);
-  const out: InferenceRow[] = [
-    {
-      name: `${row.name}, 1 thread`,
-      batch1: row.inferenceBatch1,
-      batch1000: row.inferenceBatch1000,
-    },
-  ];
-  if (row.inferenceBatch1000Workers !== undefined) {
-    out.push({ name: `${row.name}, 2 workers`, batch1000: row.inferenceBatch1000Workers });
-  }
-  for (
-    const [name, options] of [["1 thread", { intraOpNumThreads: 1 }], [
-      "default threads",
-      {},
-    ]] as const
-  ) {
+  const time = async (threads: string, options: { intraOpNumThreads?: number }) => {
     const session = await ort.InferenceSession.create(bytes, options);
     const run = async (x: Float32Array) => {
       const batch = x.length / 784;
       await session.run({ images: new ort.Tensor("float32", x, [batch, 28, 28, 1]) });
     };
-    out.push({
-      name: `onnxruntime-node ${ort.env.versions.node}, ${name}`,
+    const timed: InferenceRow = {
+      name: `onnxruntime-node ${ort.env.versions.node}, ${threads}`,
       batch1: await inferenceRate(run, 1),
       batch1000: await inferenceRate(run, 1000),
-    });
+    };
     await session.release();
-  }
-  return out;
+    return timed;
+  };
+  return {
+    ours: {
+      name: `${row.name}, 1 thread`,
+      batch1: row.inferenceBatch1,
+      batch1000: row.inferenceBatch1000,
+    },
+    workers: row.inferenceBatch1000Workers === undefined
+      ? undefined
+      : { name: `${row.name}, 2 workers`, batch1000: row.inferenceBatch1000Workers },
+    ortOneThread: await time("1 thread", { intraOpNumThreads: 1 }),
+    ortDefaultThreads: await time("default threads", {}),
+  };
 }
 /**
  * The two recipes each backend trains: tinymnist's default, and the
@@ -240,7 +245,7 @@ for (const spec of values.backends!.split(",")) {
         })()
         : undefined,
     });
-    if (rows.length === 1 && !limit) inferenceRows.push(...await onnxRows(model, rows[0]));
+    if (rows.length === 1 && !limit) onnx = await compareOnnx(model, rows[0]);
     model.dispose();
   }
 }
@@ -314,26 +319,24 @@ if (torch) {
   }
 }
 
-if (inferenceRows.length > 0) {
+if (onnx) {
+  const { ours, workers, ortOneThread, ortDefaultThreads } = onnx;
   console.log(
     `\nInference of the default recipe's model, exported to ONNX for onnxruntime-node (CPU)\n`,
   );
   console.log("| runtime | infer img/s (b=1) | infer img/s (b=1000) |\n| --- | ---: | ---: |");
-  for (const r of inferenceRows) {
+  for (const r of [ours, ...(workers ? [workers] : []), ortOneThread, ortDefaultThreads]) {
     console.log(
       `| ${r.name} | ${r.batch1 === undefined ? "—" : f(r.batch1)} | ${f(r.batch1000)} |`,
     );
   }
-  const [ours, ...others] = inferenceRows;
-  const workers = inferenceRows.find((r) => r.name.endsWith("2 workers"));
-  const [ortOne, ortAll] = others.filter((r) => r.name.startsWith("onnxruntime"));
   console.log(
     `\ntinymnist / onnxruntime-node, 1 thread each: inference images/s at b=1 ×${
-      f(ours.batch1! / ortOne.batch1!, 2)
-    }, at b=1000 ×${f(ours.batch1000 / ortOne.batch1000, 2)}` +
+      f(ours.batch1! / ortOneThread.batch1!, 2)
+    }, at b=1000 ×${f(ours.batch1000 / ortOneThread.batch1000, 2)}` +
       (workers
         ? `; tinymnist's 2 workers / onnxruntime's default threads at b=1000 ×${
-          f(workers.batch1000 / ortAll.batch1000, 2)
+          f(workers.batch1000 / ortDefaultThreads.batch1000, 2)
         }`
         : ""),
   );

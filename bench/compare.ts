@@ -115,7 +115,7 @@ interface Row {
 /**
  * Calls before timing inference at batch 1, and calls timed (as `torch_mnist.py` makes). The
  * JavaScript side reaches its steady speed only after some hundreds of calls, as V8 optimises the
- * call path (measured right after training: 2,800 img/s over calls 50–350, 3,100–3,700 after them).
+ * call path (a scratch run right after training: 2,800 img/s over calls 50–350, then 3,100–3,700).
  */
 const BATCH1_CALLS = 1000;
 

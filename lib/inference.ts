@@ -10,8 +10,9 @@
  * A Rescaling layer at the front (the presets' input normalisation) runs on
  * the host as the input tensor is made, for up to {@linkcode HOST_RESCALE_MAX}
  * images: one pass in JavaScript over the pixels instead of two kernels, with
- * the same float32 products and sums (on wasm, 1–15% more images/s at batch
- * 1 in nine runs; at batch 1000 the kernels were 4% faster).
+ * the same float32 products and sums (on wasm, in scratch runs of `predict`
+ * taken in turn with the kernels: 1–15% more images/s at batch 1 in nine
+ * pairs of runs; at batch 1000 the kernels were 4% faster).
  *
  * The folded weights are kept on the device and made again whenever a weight
  * of the model changes (TensorFlow.js gives a variable new data on every
@@ -166,7 +167,7 @@ export interface InferenceRunner {
 /** Most images whose input rescaling runs on the host rather than as kernels. */
 const HOST_RESCALE_MAX = 64;
 
-/** `x · scale + offset` for each pixel, rounded to float32 after each operation as the kernels do. */
+/** `x · scale + offset` for each pixel, rounded to float32 after each operation, as kernels do. */
 function rescaled(pixels: Float32Array, { scale, offset }: Rescale): Float32Array {
   const out = new Float32Array(pixels.length);
   for (let i = 0; i < pixels.length; i++) out[i] = Math.fround(pixels[i] * scale) + offset;

@@ -115,7 +115,10 @@ Deno.test("convolutions our kernels cannot take go to XNNPACK and still match cp
   }
 });
 
-/** FusedConv2D's cases: Winograd's (a 3 × 3 filter, 16 input channels, 189 outputs), and the direct kernel's. */
+/**
+ * FusedConv2D's cases: Winograd's (a 3 × 3 filter, 16 input channels, 189
+ * outputs), and the direct kernel's.
+ */
 const FUSED_CASES: ["winograd" | "direct", Shape4, Shape4][] = [
   ["winograd", [3, 7, 9, 16], [3, 3, 16, 24]],
   ["direct", [1, 7, 7, 32], [3, 3, 32, 32]], // the last layer's at batch 1: 49 outputs

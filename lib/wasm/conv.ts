@@ -4,10 +4,11 @@
  * the backend lacks) and a stride-1 `Conv2DBackpropInput`. Stride-1
  * convolutions with output channels a multiple of 8 run on our kernels: 3 × 3
  * ones with a multiple of 4 channels going in by Winograd's F(4 × 4, 3 × 3)
- * (`kernels/winograd.c`; forward, input and filter gradients), the others on
- * the direct kernels of `kernels/conv.c`, all
- * register-blocked, with relaxed SIMD's fused multiply-add where the runtime
- * has it. The rest go to XNNPACK or the backend's own kernels. Internal.
+ * (`kernels/winograd.c`; forward, input and filter gradients; inference's
+ * fused ones only from 64 output pixels), the others on the direct kernels of
+ * `kernels/conv.c`, all register-blocked, with relaxed SIMD's fused
+ * multiply-add where the runtime has it. The rest go to XNNPACK or the
+ * backend's own kernels. Internal.
  *
  * @module
  */
@@ -140,10 +141,11 @@ const winogradTakes = (info: tf.backend_util.Conv2DInfo) =>
  * convolution runs on Winograd's kernel rather than the direct one: below,
  * its transforms cost more than they save (training's convolutions, on
  * shards of 16 or more images, keep to Winograd's, so that trained weights do
- * not depend on this). The default model's last layer at
- * batch 1 (7 × 7 = 49 pixels, 32 → 32 channels, with bias and ReLU) took 42–46
- * µs on the direct kernel against 55–56 on Winograd's; at batch 2 (98), 77–86
- * against 71–79.
+ * not depend on this). In a scratch timing of `tf.fused.conv2d` (2,000 calls
+ * each, two runs), the default model's last layer at batch 1 (7 × 7 = 49
+ * pixels, 32 → 32 channels, with bias and ReLU) took 42–46 µs on the direct
+ * kernel against 55–56 on Winograd's; at batch 2 (98 pixels), 77–86 against
+ * 71–79.
  */
 const WINOGRAD_MIN_PIXELS = 64;
 
@@ -173,10 +175,11 @@ let originalFusedConv2D: KernelFn | undefined;
 /**
  * A 2-D convolution with a bias and a ReLU or no activation, as inference
  * runs each folded convolution and batch norm (`../inference.ts`): on
- * `winograd_conv3x3` where Winograd takes the convolution, else on
- * `conv_forward` where {@linkcode directConv} takes it (the first layer's one
- * input channel), each adding the bias and applying the ReLU as it stores;
- * else on the backend's own kernel.
+ * `winograd_conv3x3` where Winograd takes the convolution and it has at least
+ * {@linkcode WINOGRAD_MIN_PIXELS} output pixels, else on `conv_forward` where
+ * {@linkcode directConv} takes it (the first layer's one input channel, and
+ * small outputs such as the last layer's at batch 1), each adding the bias and
+ * applying the ReLU as it stores; else on the backend's own kernel.
  */
 function fusedConv2DWasm(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend } = args;

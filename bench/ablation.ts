@@ -7,7 +7,8 @@
  *   examples and label smoothing of `tiny`;
  * - `--set widths` compares the presets `small`, `tiny` and `wide`;
  * - `--set levers` changes one lever at a time from `small` (the recipe
- *   issue's levers; use it with `--validation`);
+ *   issue's levers; use it with `--validation`), and adds a 1×1 convolution
+ *   to `tiny` after each block (against `--set widths --only tiny`);
  * - `--set passes` trains `small` for 30 passes with mild and with strong
  *   augmentation, and `small` and `wide` for 60 passes with strong
  *   augmentation (use it with `--validation`; `--only` picks one);
@@ -80,10 +81,16 @@ const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false 
 interface Architecture {
   widths: number[];
   head: "valid" | "same" | "none" | "gap";
+  /**
+   * A 1×1 convolution → batch norm → ReLU with `filters` outputs after block
+   * `after` (0-based; after its pool), mixing channels at no spatial cost
+   * (Lin et al. 2014).
+   */
+  pointwise?: { after: number; filters: number };
 }
 
 /** A classifier with an {@linkcode Architecture}, initialised as `createModel` does. */
-function architectureModel(seed: number, { widths, head }: Architecture): Classifier {
+function architectureModel(seed: number, { widths, head, pointwise }: Architecture): Classifier {
   let n = 0;
   const model = tf.sequential({ name: "custom" });
   model.add(tf.layers.inputLayer({ inputShape: [28, 28, 1] }));
@@ -103,6 +110,16 @@ function architectureModel(seed: number, { widths, head }: Architecture): Classi
     else if (!(last && head === "none")) {
       const padding = last && head === "same" ? "same" : "valid";
       model.add(tf.layers.maxPooling2d({ poolSize: 2, padding }));
+    }
+    if (pointwise?.after === i) {
+      model.add(tf.layers.conv2d({
+        filters: pointwise.filters,
+        kernelSize: 1,
+        useBias: false,
+        kernelInitializer: tf.initializers.heNormal({ seed: seed * 1000 + n++ }),
+      }));
+      model.add(tf.layers.batchNormalization({ momentum: 0.9 }));
+      model.add(tf.layers.reLU());
     }
   }
   if (head !== "gap") model.add(tf.layers.flatten());
@@ -197,6 +214,11 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
         augment: { ...MILD_AUGMENTATION, rotationDegrees: 15, translate: 0.12 },
       }],
       ["augmentation constant (no decay)", { augmentSchedule: "constant" }],
+      // From tiny (the default), against `--set widths --only tiny --validation`.
+      ...([[0, 16], [1, 32], [2, 32]] as const).map(([after, filters]): Variant => [
+        `architecture: tiny + 1×1 convolution to ${filters} after block ${after + 1}`,
+        { architecture: { widths: [16, 32, 32], head: "valid", pointwise: { after, filters } } },
+      ]),
     ] as Variant[]).map(([name, options]) => [name, { preset: "small", ...options }]),
   },
   // Many passes: the mild and the strong augmentation ranges, then twice the passes for the

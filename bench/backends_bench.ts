@@ -15,11 +15,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, selectBackend } from "../lib/backend.ts";
-import { FlatAdam } from "../lib/adam.ts";
 import { trainingLogits } from "../lib/forward.ts";
 import { softmaxCrossEntropy } from "../lib/loss.ts";
 import { type Classifier, createModel, layersModelOf } from "../lib/model.ts";
-import { GradientWorkers, readFlat, type Shard } from "../lib/parallel.ts";
+import { GradientWorkers, readFlat } from "../lib/parallel.ts";
+import type { Shard, TrainPipeline } from "../lib/train_pipeline.ts";
 
 const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
 const backends: BackendName[] = adapter ? ["webgpu", "wasm", "cpu"] : ["wasm", "cpu"];
@@ -100,29 +100,31 @@ for (const backend of backends) {
   }
 }
 
-// What `train` does on wasm by default: each batch split between 2 workers,
-// each with its own wasm backend; their gradients averaged, one Adam step here.
+// What `train` does on wasm by default: each batch split between 2 workers, each with its own
+// wasm backend, through the pipeline (`lib/train_pipeline.ts`): their gradients summed and Adam
+// applied in every worker. One step at a time here (`train` keeps two in flight).
+/** The pools the 2-worker benches start, closed when the run ends. */
+const pools: GradientWorkers[] = [];
+globalThis.addEventListener("unload", () => pools.forEach((pool) => pool.close()));
 for (const batch of [64, 256]) {
-  let pool: GradientWorkers | undefined, params: Float32Array, state: Float32Array;
-  let adam: FlatAdam;
+  let pipeline: TrainPipeline | undefined;
   Deno.bench({
     name: "wasm, 2 workers: training step, batch " + batch,
     group: `training batch ${batch}`,
     n: 20,
     warmup: 3,
     async fn(b) {
-      if (!pool) {
+      if (!pipeline) {
         const net = layersModelOf(await modelOn("wasm"));
-        pool = await GradientWorkers.start(2, net, 0.1);
-        params = readFlat(net.trainableWeights);
-        state = readFlat(net.nonTrainableWeights);
-        adam = new FlatAdam(params.length);
+        const pool = await GradientWorkers.start(2, net, 0.1);
+        pools.push(pool);
+        const params = readFlat(net.trainableWeights), state = readFlat(net.nonTrainableWeights);
+        ({ pipeline } = pool.train(params, state, batch / 2));
       }
       const parts = shards(batch, 2);
       b.start();
-      const result = await pool.step(params, state, parts);
-      adam.step(params, result.gradients, 0.001);
-      state = result.state;
+      pipeline.postShards(0.001, parts);
+      await pipeline.done(pipeline.posted - 1);
       b.end();
     },
   });

@@ -1,8 +1,8 @@
 /**
  * What a data-parallel training step costs, exchange included: a pool of
- * `GradientWorkers` (as `train` starts on wasm) takes steps on fixed random
- * shards of a batch, after warm-up steps, and the mean wall time a step is
- * printed. Compare one worker on a half-batch with two workers on the whole
+ * `GradientWorkers` (as `train` starts on wasm) takes steps through its
+ * pipeline on fixed random shards of a batch, two in flight as `train` posts
+ * them, after warm-up steps, and the mean wall time a step is printed. Compare one worker on a half-batch with two workers on the whole
  * batch, or two processes of one worker each run at once, to see what the
  * second core costs. Not a Deno.bench file; run it alone:
  *
@@ -13,7 +13,8 @@
 import { parseFlags } from "./_usage.ts";
 import { selectBackend } from "../lib/backend.ts";
 import { createModel, layersModelOf } from "../lib/model.ts";
-import { GradientWorkers, readFlat, type Shard } from "../lib/parallel.ts";
+import { GradientWorkers, readFlat } from "../lib/parallel.ts";
+import type { Shard } from "../lib/train_pipeline.ts";
 import { createRng } from "../lib/rng.ts";
 import { MILD_AUGMENTATION } from "../lib/train.ts";
 
@@ -28,9 +29,10 @@ const { values } = parseFlags(
   },
   `Usage: deno run --allow-read --allow-env bench/pool_step.ts [--workers N] [--batch N] [--no-augment] [--steps N]
 
-Time training steps of a pool of gradient workers (default 2 workers, batch
-64, mild augmentation, 200 steps after 30 of warm-up) on fixed random shards,
-exchange included, and print the mean milliseconds a step.`,
+Time training steps of a pool of gradient workers through its pipeline
+(default 2 workers, batch 64, mild augmentation, 200 steps after 30 of
+warm-up) on fixed random shards, exchange and update included, and print the
+mean milliseconds a step.`,
 );
 const workers = Number(values.workers), batch = Number(values.batch), steps = Number(values.steps);
 await selectBackend("wasm");
@@ -50,9 +52,19 @@ const shards = (): Shard[] =>
       augment: values["no-augment"] ? null : { options: MILD_AUGMENTATION, seed: w },
     };
   });
-for (let i = 0; i < 30; i++) await pool.step(params, state, shards());
+// Learning rate 0: the weights stay as they are, step after step.
+const { pipeline } = pool.train(params, state, Math.ceil(batch / workers));
+/** Take `n` steps, two in flight (a step's slot is free once the step two before is done). */
+async function take(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    if (pipeline.posted >= 2) await pipeline.done(pipeline.posted - 2);
+    pipeline.postShards(0, shards());
+  }
+  await pipeline.done(pipeline.posted - 1);
+}
+await take(30);
 const start = performance.now();
-for (let i = 0; i < steps; i++) await pool.step(params, state, shards());
+await take(steps);
 const ms = (performance.now() - start) / steps;
 pool.close();
 console.log(

@@ -5,9 +5,7 @@
  * runs through a pipeline ({@linkcode GradientWorkers.train},
  * `train_pipeline.ts`) in which the workers average their gradients (weighted
  * by shard size, which gives the gradient of the whole batch's mean loss) and
- * each applies the same update to its own copy of the weights;
- * {@linkcode GradientWorkers.step} returns one step's gradients instead (for
- * tests and benchmarks). Internal.
+ * each applies the same update to its own copy of the weights. Internal.
  *
  * @module
  */
@@ -16,8 +14,7 @@ import type { AugmentOptions } from "./augment.ts";
 import { BackendError } from "./backend.ts";
 import type { Distillation } from "./loss.ts";
 import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
-import { type ChannelLayout, StepChannel } from "./step_channel.ts";
-import { type PipelineLayout, sumShards, TrainPipeline } from "./train_pipeline.ts";
+import { type PipelineLayout, TrainPipeline } from "./train_pipeline.ts";
 
 /** A message from the trainer to a worker. Internal. */
 export type WorkerRequest =
@@ -29,17 +26,6 @@ export type WorkerRequest =
     bankSeed: number;
     /** The teacher to distil, its topology and all its weights (flat), with T and α. */
     teacher: { topology: unknown; weights: Float32Array; settings: Distillation } | null;
-  }
-  | {
-    /**
-     * Take training steps from this channel (see {@linkcode StepChannel})
-     * until it is told to leave; meanwhile the worker reads no messages.
-     */
-    type: "serve";
-    buffer: SharedArrayBuffer;
-    layout: ChannelLayout;
-    /** The bell that all the pool's channels share. */
-    bell: SharedArrayBuffer;
   }
   | {
     /**
@@ -81,26 +67,6 @@ export type WorkerReply =
     /** `count * 10` class probabilities, inference mode. */
     probabilities: Float32Array;
   };
-
-/** One shard of a batch. */
-export interface Shard {
-  /** `count * 784` pixels. */
-  pixels: Float32Array;
-  /** `count` digits. */
-  labels: Int32Array;
-  /** Augmentation for the shard, or `null`. */
-  augment: ShardAugmentation | null;
-}
-
-/** The averaged result of one data-parallel step. */
-export interface ParallelStep {
-  /** Gradient of the mean loss over the whole batch. */
-  gradients: Float32Array;
-  /** Per-sample losses, in batch order. */
-  losses: Float32Array;
-  /** Non-trainable weights, averaged over the shards (weighted by size). */
-  state: Float32Array;
-}
 
 type LayerWeight = tf.LayerVariable;
 
@@ -145,19 +111,14 @@ export function writeFlat(weights: LayerWeight[], flat: Float32Array): void {
 /** A pool of gradient workers, one shard of each batch per worker. Internal. */
 export class GradientWorkers {
   #workers: Worker[];
-  /** Each worker's step channel while it serves one, else `null`. */
-  #channels: (StepChannel | null)[];
   /** Sizes of the weights and statistics the steps carry. */
   #params: number;
   #state: number;
-  /** The bell of every step channel: one ring starts every posted step. */
-  #bell = new SharedArrayBuffer(4);
   /** The pipeline the workers train through, and their replies when they leave it. */
   #pipeline: { pipeline: TrainPipeline; left: Promise<unknown> } | null = null;
 
   private constructor(workers: Worker[], params: number, state: number) {
     this.#workers = workers;
-    this.#channels = workers.map(() => null);
     this.#params = params;
     this.#state = state;
   }
@@ -207,101 +168,6 @@ export class GradientWorkers {
   }
 
   /**
-   * Gradients of the mean loss over all shards (at most one shard per
-   * worker), for the given weights. The shards go through the workers' step
-   * channels (`step_channel.ts`).
-   */
-  async step(params: Float32Array, state: Float32Array, shards: Shard[]): Promise<ParallelStep> {
-    if (shards.length > this.#workers.length) {
-      throw new RangeError(
-        `Cannot run a parallel step: expected at most ${this.#workers.length} shards, got ${shards.length}`,
-      );
-    }
-    const channels = await Promise.all(
-      shards.map((shard, i) => this.#serving(i, shard.labels.length)),
-    );
-    let posted = 0;
-    try {
-      for (const [i, shard] of shards.entries()) {
-        channels[i].post(params, state, shard.pixels, shard.labels, shard.augment);
-        posted++;
-      }
-    } catch (error) {
-      channels[0]?.ring();
-      // A shard was refused: let the workers that took theirs finish before the caller goes on.
-      await Promise.allSettled(channels.slice(0, posted).map((channel) => channel.reply()));
-      throw error;
-    }
-    channels[0]?.ring();
-    const replies = await Promise.all(
-      channels.map((channel) =>
-        channel.reply().catch((error: Error) => {
-          throw new BackendError(`Cannot train in a worker: ${error.message}`);
-        })
-      ),
-    );
-    const total = shards.reduce((a, s) => a + s.labels.length, 0);
-    const gradients = new Float32Array(params.length);
-    const newState = new Float32Array(state.length);
-    const losses = new Float32Array(total);
-    sumShards(
-      replies.map((reply, i) => ({ ...reply, count: shards[i].labels.length })),
-      gradients,
-      newState,
-    );
-    let offset = 0;
-    replies.forEach((reply) => {
-      losses.set(reply.losses, offset);
-      offset += reply.losses.length;
-    });
-    return { gradients, losses, state: newState };
-  }
-
-  /**
-   * Worker `i`'s step channel, with room for `count` images: the one it
-   * serves, or a new one it is told to serve (after leaving a smaller one).
-   * A worker that fails outside a step fails the step it was given.
-   */
-  async #serving(i: number, count: number): Promise<StepChannel> {
-    const current = this.#channels[i];
-    if (current && current.layout.capacity >= count) return current;
-    await this.#leave(i);
-    const channel = new StepChannel(
-      {
-        params: this.#params,
-        state: this.#state,
-        capacity: Math.max(count, current?.layout.capacity ?? 0),
-      },
-      undefined,
-      this.#bell,
-    );
-    const worker = this.#workers[i];
-    worker.onerror = (event) => {
-      event.preventDefault();
-      channel.fail(event.message);
-    };
-    worker.postMessage(
-      {
-        type: "serve",
-        buffer: channel.buffer,
-        layout: channel.layout,
-        bell: this.#bell,
-      } satisfies WorkerRequest,
-    );
-    this.#channels[i] = channel;
-    return channel;
-  }
-
-  /** Have worker `i` leave its step channel, if it serves one, and read messages again. */
-  async #leave(i: number): Promise<void> {
-    const channel = this.#channels[i];
-    if (!channel) return;
-    this.#channels[i] = null;
-    channel.leave();
-    await channel.reply();
-  }
-
-  /**
    * Class probabilities of `count` images in inference mode for the given
    * weights, the images split evenly between the workers.
    */
@@ -312,7 +178,6 @@ export class GradientWorkers {
     count: number,
   ): Promise<Float32Array> {
     const parts = Math.min(this.#workers.length, count);
-    await Promise.all(this.#workers.map((_, i) => this.#leave(i)));
     const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * count) / parts));
     const replies = await Promise.all(
       this.#workers.slice(0, parts).map((worker, i) =>
@@ -341,14 +206,14 @@ export class GradientWorkers {
    * @param capacity Most images in one worker's shard.
    * @returns The pipeline, and a promise that rejects if a worker fails
    * outside a step (it never resolves while the pipeline runs).
+   * @throws {BackendError} When a pipeline is already running.
    */
-  async train(
+  train(
     params: Float32Array,
     state: Float32Array,
     capacity: number,
-  ): Promise<{ pipeline: TrainPipeline; failure: Promise<never> }> {
+  ): { pipeline: TrainPipeline; failure: Promise<never> } {
     if (this.#pipeline) throw new BackendError("Cannot train: a pipeline is already running");
-    await Promise.all(this.#workers.map((_, i) => this.#leave(i)));
     const layout = {
       workers: this.#workers.length,
       params: this.#params,
@@ -368,11 +233,10 @@ export class GradientWorkers {
     return { pipeline, failure };
   }
 
-  /** Stop the workers (a worker blocked on its step channel or pipeline is woken first). */
+  /** Stop the workers (a worker blocked in its pipeline is woken first). */
   close(): void {
     this.#pipeline?.pipeline.stop();
     this.#pipeline = null;
-    for (const channel of this.#channels) channel?.leave();
     for (const w of this.#workers) w.terminate();
     this.#workers = [];
   }

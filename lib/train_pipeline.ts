@@ -13,18 +13,37 @@
  * @module
  */
 import { IMAGE_PIXELS } from "./images.ts";
-import {
-  type ChannelLayout,
-  readText,
-  TEXT_BYTES,
-  writeAugmentation,
-  writeText,
-} from "./step_channel.ts";
 
-/** Sizes the pipeline is laid out for: a step channel's, for each of `workers`. Internal. */
-export interface PipelineLayout extends ChannelLayout {
+/** Sizes the pipeline is laid out for. Internal. */
+export interface PipelineLayout {
   /** Workers. */
   workers: number;
+  /** Trainable weights, flat. */
+  params: number;
+  /** Non-trainable weights (batch-norm statistics), flat. */
+  state: number;
+  /** Most images in one worker's shard. */
+  capacity: number;
+}
+
+/** Bytes for a shard's augmentation as JSON, or an error message. */
+const TEXT_BYTES = 4096;
+
+/** The text codecs of every step (made once, not a pair a step). */
+const encoder = new TextEncoder(), decoder = new TextDecoder();
+
+/**
+ * Write `text` into `bytes`, truncated to what fits.
+ * @returns The bytes written, and whether all of `text` fitted.
+ */
+function writeText(bytes: Uint8Array, text: string): { written: number; whole: boolean } {
+  const { read, written } = encoder.encodeInto(text, bytes);
+  return { written, whole: read === text.length };
+}
+
+/** The text in the first `length` of `bytes`. */
+function readText(bytes: Uint8Array, length: number): string {
+  return decoder.decode(bytes.slice(0, length));
 }
 
 /** `control[POSTED]`: steps posted by the trainer. */
@@ -64,6 +83,15 @@ interface Slot {
   workers: WorkerSlot[];
 }
 
+/** {@linkcode sumShards} of a slot's workers' parts, in worker order. */
+function sumSlot(slot: Slot, gradients: Float32Array, state: Float32Array): void {
+  sumShards(
+    slot.workers.map((p) => ({ count: p.header[0], gradients: p.gradients, state: p.state })),
+    gradients,
+    state,
+  );
+}
+
 /** What a worker computes from its shard. Internal. */
 export interface ShardResult {
   /** Gradient of the shard's mean loss, flat. */
@@ -81,6 +109,16 @@ export interface ShardInput {
   labels: Int32Array;
   count: number;
   /** The shard's augmentation (as posted), or `null`. */
+  augment: unknown;
+}
+
+/** One worker's shard of a step, as the trainer has it. Internal. */
+export interface Shard {
+  /** `count * 784` pixels. */
+  pixels: Float32Array;
+  /** `count` digits. */
+  labels: Int32Array;
+  /** The shard's augmentation (`ShardAugmentation`), or `null`. */
   augment: unknown;
 }
 
@@ -164,6 +202,13 @@ export class TrainPipeline {
     w: number,
     count: number,
   ): { pixels: Float32Array; labels: Int32Array } {
+    if (!(w >= 0 && w < this.layout.workers)) {
+      throw new RangeError(
+        `Cannot post a training step: expected a worker from 0 to ${
+          this.layout.workers - 1
+        }, got ${w}`,
+      );
+    }
     const part = this.#slots[step % 2].workers[w];
     if (count > this.layout.capacity) {
       throw new RangeError(
@@ -189,12 +234,42 @@ export class TrainPipeline {
     slot.flags.fill(0);
     slot.workers.forEach((part, w) => {
       const augment = w < augments.length ? augments[w] : null;
-      part.header[1] = writeAugmentation(part.text, augment, "post a training step");
+      const text = JSON.stringify(augment);
+      const { written, whole } = writeText(part.text, text);
+      if (!whole) {
+        throw new RangeError(
+          `Cannot post a training step: expected an augmentation of at most ${TEXT_BYTES} bytes ` +
+            `as JSON, got ${encoder.encode(text).length}`,
+        );
+      }
+      part.header[1] = written;
       part.header[2] = 0;
       if (w >= augments.length) part.header[0] = 0;
     });
     Atomics.store(this.#control, POSTED, step + 1);
     Atomics.notify(this.#control, POSTED);
+  }
+
+  /**
+   * Post the next step from whole shards, one a worker, copied into their
+   * buffers (the trainer fills them in place instead; tests and benchmarks
+   * post this way).
+   * @throws {RangeError} When there are more shards than workers, a shard is
+   * larger than the layout's capacity, or an augmentation does not fit.
+   */
+  postShards(learningRate: number, shards: readonly Shard[]): void {
+    if (shards.length > this.layout.workers) {
+      throw new RangeError(
+        `Cannot post a training step: expected at most ${this.layout.workers} shards, got ${shards.length}`,
+      );
+    }
+    const step = this.posted;
+    shards.forEach((shard, w) => {
+      const buffers = this.shardBuffers(step, w, shard.labels.length);
+      buffers.pixels.set(shard.pixels);
+      buffers.labels.set(shard.labels);
+    });
+    this.post(learningRate, shards.map((s) => s.augment));
   }
 
   /** Wait until step `step` is done: every worker has applied its update (or skipped it). */
@@ -225,6 +300,18 @@ export class TrainPipeline {
       weightsNonFinite: slot.flags[0] !== 0,
       statisticsNonFinite: slot.flags[1] !== 0,
     };
+  }
+
+  /**
+   * The gradients and batch-norm statistics of step `step` summed as every
+   * worker summed them ({@linkcode sumShards}), once {@linkcode done}; valid
+   * until step `step + 2` is posted.
+   */
+  sums(step: number): { gradients: Float32Array; state: Float32Array } {
+    const gradients = new Float32Array(this.layout.params);
+    const state = new Float32Array(this.layout.state);
+    sumSlot(this.#slots[step % 2], gradients, state);
+    return { gradients, state };
   }
 
   /** The weights and statistics after the latest update, once every posted step is done. */
@@ -291,11 +378,7 @@ export class TrainPipeline {
       if (!this.#waitFor(ARRIVED, (step + 1) * W)) return;
       const failed = slot.workers.some((p) => p.header[2] !== 0);
       if (!failed) {
-        sumShards(
-          slot.workers.map((p) => ({ count: p.header[0], gradients: p.gradients, state: p.state })),
-          gradients,
-          state,
-        );
+        sumSlot(slot, gradients, state);
         const after = update(slot.rate[0], gradients, state);
         if (w === 0) {
           slot.flags[0] = anyNonFinite(after.params) ? 1 : 0;
@@ -343,9 +426,8 @@ export interface ShardSums {
 /**
  * Sum the shards' gradients and batch-norm statistics into `gradients` and
  * `state` (zeroed first), each weighted by its share of the batch's images,
- * in the order given (a shard without images adds nothing). The workers and
- * `GradientWorkers.step` both sum this way, so they get the same numbers.
- * Internal.
+ * in the order given (a shard without images adds nothing). Every worker sums
+ * this way, so they get the same numbers. Internal.
  */
 export function sumShards(
   shards: readonly ShardSums[],

@@ -47,7 +47,7 @@ export async function startWorkerStep(
   );
   let started;
   try {
-    started = await pool.train(
+    started = pool.train(
       readFlat(net.trainableWeights),
       readFlat(net.nonTrainableWeights),
       Math.ceil(context.batchSize / workers),

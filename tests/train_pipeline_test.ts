@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
+import type * as tf from "@tensorflow/tfjs";
 import { FlatAdam } from "../lib/adam.ts";
+import { AugmentBanks } from "../lib/augment.ts";
 import { selectBackend } from "../lib/backend.ts";
 import { IMAGE_PIXELS } from "../lib/images.ts";
 import { createModel, layersModelOf } from "../lib/model.ts";
-import { GradientWorkers, readFlat, type Shard } from "../lib/parallel.ts";
+import { GradientWorkers, readFlat, writeFlat } from "../lib/parallel.ts";
 import { createRng } from "../lib/rng.ts";
-import type { TrainPipeline } from "../lib/train_pipeline.ts";
+import { shardGradients } from "../lib/shard_gradients.ts";
+import { type Shard, sumShards } from "../lib/train_pipeline.ts";
 
 const rng = createRng(4);
 const images = Float32Array.from({ length: 16 * IMAGE_PIXELS }, () => rng.next());
@@ -27,6 +30,9 @@ const steps: { learningRate: number; shards: Shard[] }[] = [
   })),
 }));
 
+/** Label smoothing and the augmentation banks' seed of the pools here. */
+const SMOOTHING = 0.1, BANK_SEED = 5;
+
 /** A pool of 2 workers for the `mini` model, and the model's starting weights. */
 async function startPool() {
   await selectBackend("wasm");
@@ -35,36 +41,42 @@ async function startPool() {
     params: readFlat(net.trainableWeights),
     state: readFlat(net.nonTrainableWeights),
   };
-  return { net, start, pool: await GradientWorkers.start(2, net, 0.1, null, 5) };
-}
-
-/** Post one step's shards to the pipeline. */
-function post(pipeline: TrainPipeline, { learningRate, shards }: typeof steps[number]): void {
-  const step = pipeline.posted;
-  shards.forEach((shard, w) => {
-    const buffers = pipeline.shardBuffers(step, w, shard.labels.length);
-    buffers.pixels.set(shard.pixels);
-    buffers.labels.set(shard.labels);
-  });
-  pipeline.post(learningRate, shards.map((s) => s.augment));
+  return { net, start, pool: await GradientWorkers.start(2, net, SMOOTHING, null, BANK_SEED) };
 }
 
 Deno.test("pipelined steps give exactly the weights of gradients summed and Adam applied in this thread", async () => {
   const { net, start, pool } = await startPool();
   try {
-    // In this thread, as the trainer did before the pipeline.
+    // In this thread: each shard's gradient on the same wasm kernels, summed and applied.
+    const trainer = {
+      net,
+      vars: net.trainableWeights.map((w) => w.read() as tf.Variable),
+      smoothing: SMOOTHING,
+      banks: new AugmentBanks(BANK_SEED),
+      teacher: null,
+    };
     const params = start.params.slice(), adam = new FlatAdam(params.length);
-    let state: Float32Array = start.state.slice();
+    let state = start.state.slice();
     const losses: Float32Array[] = [];
     for (const { learningRate, shards } of steps) {
-      const result = await pool.step(params, state, shards);
-      adam.step(params, result.gradients, learningRate);
-      state = result.state;
-      losses.push(result.losses.slice());
+      const results = shards.map((shard) => {
+        writeFlat(net.trainableWeights, params);
+        writeFlat(net.nonTrainableWeights, state);
+        return shardGradients(trainer, { ...shard, count: shard.labels.length });
+      });
+      const gradients = new Float32Array(params.length);
+      state = new Float32Array(state.length);
+      sumShards(
+        results.map((r, w) => ({ ...r, count: shards[w].labels.length })),
+        gradients,
+        state,
+      );
+      adam.step(params, gradients, learningRate);
+      losses.push(Float32Array.from(results.flatMap((r) => [...r.losses])));
     }
     // Through the pipeline, with two steps posted at a time: a step's slot is
     // read before the step two later is posted into it.
-    const { pipeline } = await pool.train(start.params, start.state, 8);
+    const { pipeline } = pool.train(start.params, start.state, 8);
     const read = async (k: number) => {
       await pipeline.done(k);
       const result = pipeline.result(k);
@@ -73,7 +85,7 @@ Deno.test("pipelined steps give exactly the weights of gradients summed and Adam
     };
     for (const [k, step] of steps.entries()) {
       if (k >= 2) await read(k - 2);
-      post(pipeline, step);
+      pipeline.postShards(step.learningRate, step.shards);
     }
     for (let k = steps.length - 2; k < steps.length; k++) await read(k);
     const got = pipeline.weights();
@@ -89,25 +101,25 @@ Deno.test("pipelined steps give exactly the weights of gradients summed and Adam
 Deno.test("a shard that fails in the pipeline fails its step for every worker, and the next step runs", async () => {
   const { net, start, pool } = await startPool();
   try {
-    const { pipeline } = await pool.train(start.params, start.state, 8);
+    const { pipeline } = pool.train(start.params, start.state, 8);
     const bad = steps[0].shards.map((s) => ({
       ...s,
       augment: { options: { strength: 2 }, seed: 1 },
     }));
-    post(pipeline, { learningRate: 0.01, shards: [steps[0].shards[0], bad[1]] });
+    pipeline.postShards(0.01, [steps[0].shards[0], bad[1]]);
     await pipeline.done(0);
     assert.match(
       pipeline.result(0).error ?? "",
       /^Cannot augment images: expected options\.strength in \[0, 1\], got 2$/,
     );
     assert.deepEqual(pipeline.weights().params, start.params, "no update was applied");
-    post(pipeline, steps[0]);
+    pipeline.postShards(steps[0].learningRate, steps[0].shards);
     await pipeline.done(1);
     assert.equal(pipeline.result(1).error, null);
     assert.notDeepEqual(pipeline.weights().params, start.params);
     // A shard larger than the pipeline's capacity, or a second pipeline, is refused.
     assert.throws(() => pipeline.shardBuffers(2, 0, 9), RangeError);
-    await assert.rejects(pool.train(start.params, start.state, 8), {
+    assert.throws(() => pool.train(start.params, start.state, 8), {
       name: "BackendError",
       message: "Cannot train: a pipeline is already running",
     });

@@ -2,9 +2,10 @@
  * What a data-parallel training step costs, exchange included: a pool of
  * `GradientWorkers` (as `train` starts on wasm) takes steps through its
  * pipeline on fixed random shards of a batch, two in flight as `train` posts
- * them, after warm-up steps, and the mean wall time a step is printed. Compare one worker on a half-batch with two workers on the whole
- * batch, or two processes of one worker each run at once, to see what the
- * second core costs. Not a Deno.bench file; run it alone:
+ * them, after warm-up steps, and the mean wall time a step is printed.
+ * Compare one worker on a half-batch with two workers on the whole batch, or
+ * two processes of one worker each run at once, to see what the second core
+ * costs. Not a Deno.bench file; run it alone:
  *
  *   deno run --allow-read --allow-env bench/pool_step.ts [--workers N] [--batch N] [--no-augment] [--steps N]
  *

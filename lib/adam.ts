@@ -1,7 +1,7 @@
 /**
- * Adam on one flat vector of parameters in plain JavaScript, for the
- * data-parallel trainer: the workers send gradients, this thread owns the
- * parameters and applies one update per step without any tensor kernels.
+ * Adam on one flat vector of parameters in plain JavaScript, without any
+ * tensor kernels: each data-parallel worker applies it to its own copy of the
+ * weights, one update per step (and the pipeline's test to its reference).
  *
  * @module
  */

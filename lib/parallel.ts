@@ -111,7 +111,7 @@ export function writeFlat(weights: LayerWeight[], flat: Float32Array): void {
 /** A pool of gradient workers, one shard of each batch per worker. Internal. */
 export class GradientWorkers {
   #workers: Worker[];
-  /** Sizes of the weights and statistics the steps carry. */
+  /** Sizes of the flat weights and statistics. */
   #params: number;
   #state: number;
   /** The pipeline the workers train through, and their replies when they leave it. */
@@ -130,7 +130,7 @@ export class GradientWorkers {
 
   /**
    * Start `count` workers, each loading the wasm backend and a replica of
-   * `net` (weights arrive with every step).
+   * `net` (weights arrive with `train` and with each `predict`).
    */
   static async start(
     count: number,
@@ -199,13 +199,13 @@ export class GradientWorkers {
   /**
    * Have the workers train through a new pipeline from these weights, each
    * applying Adam to its own copy (see {@linkcode TrainPipeline}); the caller
-   * posts steps to it. At most one pipeline at a time.
+   * posts steps to it. One pipeline per pool.
    *
    * @param params Trainable weights to start from, flat.
    * @param state Non-trainable weights to start from, flat.
    * @param capacity Most images in one worker's shard.
    * @returns The pipeline, and a promise that rejects if a worker fails
-   * outside a step (it never resolves while the pipeline runs).
+   * outside a step (it never resolves).
    * @throws {BackendError} When a pipeline is already running.
    */
   train(

@@ -1,8 +1,8 @@
 /**
  * Entry point of one data-parallel training worker (see `parallel.ts`): it
  * holds a replica of the model on its own wasm backend and trains it through
- * a pipeline (`train_pipeline.ts`): for each shard of a batch it runs forward
- * and backward (`shard_gradients.ts`), then applies the step's summed
+ * a pipeline (`train_pipeline.ts`): for its shard of each step it runs
+ * forward and backward (`shard_gradients.ts`), then applies the step's summed
  * gradients with Adam to its own copy of the weights. It answers `predict`
  * requests by message. Internal.
  *

@@ -283,7 +283,10 @@ export class TrainPipeline {
     }
   }
 
-  /** What step `step` left, once {@linkcode done}; valid until step `step + 2` is posted. */
+  /**
+   * What step `step` left, once {@linkcode done}; valid until
+   * {@linkcode shardBuffers} or {@linkcode post} for step `step + 2`.
+   */
   result(step: number): StepResult {
     const slot = this.#slots[step % 2];
     const counts = slot.workers.map((part) => part.header[0]);
@@ -305,7 +308,7 @@ export class TrainPipeline {
   /**
    * The gradients and batch-norm statistics of step `step` summed as every
    * worker summed them ({@linkcode sumShards}), once {@linkcode done}; valid
-   * until step `step + 2` is posted.
+   * until {@linkcode shardBuffers} or {@linkcode post} for step `step + 2`.
    */
   sums(step: number): { gradients: Float32Array; state: Float32Array } {
     const gradients = new Float32Array(this.layout.params);
@@ -337,7 +340,6 @@ export class TrainPipeline {
    * every worker: the update is skipped and the error reaches the trainer.
    *
    * @param w This worker's index.
-   * @param params The weights as the trainer started them (written back by worker 0).
    * @param compute The gradient, losses and statistics of a shard.
    * @param update Applies one update (learning rate, summed gradients and
    * statistics) and returns the new weights and statistics.

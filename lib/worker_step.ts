@@ -26,7 +26,7 @@ interface Pending {
 /**
  * Start `workers` gradient workers and return the step that uses them. The
  * loss, every weight and every batch-norm statistic are checked at every step
- * (the workers check the weights, about 20 µs a step). Internal.
+ * (worker 0 checks the weights and statistics after its update). Internal.
  *
  * @param workers Workers (≥ 1); each batch is split into at most this many shards.
  * @param context The model, data and loss settings.

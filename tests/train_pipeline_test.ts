@@ -8,7 +8,7 @@ import { createModel, layersModelOf } from "../lib/model.ts";
 import { GradientWorkers, readFlat, writeFlat } from "../lib/parallel.ts";
 import { createRng } from "../lib/rng.ts";
 import { shardGradients } from "../lib/shard_gradients.ts";
-import { type Shard, sumShards } from "../lib/train_pipeline.ts";
+import { type Shard, sumShards, TrainPipeline } from "../lib/train_pipeline.ts";
 
 const rng = createRng(4);
 const images = Float32Array.from({ length: 16 * IMAGE_PIXELS }, () => rng.next());
@@ -154,4 +154,21 @@ Deno.test("a process that trained through pipelines exits: no worker is left wai
   } finally {
     clearTimeout(limit);
   }
+});
+
+Deno.test("the trainer's side refuses a worker the layout lacks and an augmentation too long to post", () => {
+  const pipeline = new TrainPipeline({ workers: 2, params: 3, state: 2, capacity: 4 });
+  assert.throws(() => pipeline.shardBuffers(0, 2, 1), {
+    name: "RangeError",
+    message: "Cannot post a training step: expected a worker from 0 to 1, got 2",
+  });
+  const long = { options: {}, note: "x".repeat(5000) };
+  assert.throws(() => pipeline.post(0.01, [long]), {
+    name: "RangeError",
+    message:
+      /^Cannot post a training step: expected an augmentation of at most 4096 bytes as JSON, got 50\d\d$/,
+  });
+  assert.equal(pipeline.posted, 0, "nothing was posted");
+  pipeline.post(0.01, [{ options: {}, seed: 1 }]);
+  assert.equal(pipeline.posted, 1);
 });

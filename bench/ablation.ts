@@ -5,13 +5,16 @@
  * - `--set ablation` (default) adds one feature at a time to a baseline;
  * - `--set tuning` varies the peak learning rate, the share of difficult
  *   examples and label smoothing of `tiny`;
- * - `--set widths` compares the presets `small`, `tiny` and `wide`;
+ * - `--set widths` compares the presets `small`, `tiny`, `wide` and `deep`;
+ * - `--set depth` gives `tiny` a second convolution in one or two blocks
+ *   (`deep` is one of them; use it with `--validation`);
  * - `--set levers` changes one lever at a time from `small` (the recipe
  *   issue's levers; use it with `--validation`), and adds a 1×1 convolution
  *   to `tiny` after each block (against `--set widths --only tiny`);
  * - `--set passes` trains `small` for 30 passes with mild and with strong
- *   augmentation, and `small` and `wide` for 60 passes with strong
- *   augmentation (use it with `--validation`; `--only` picks one);
+ *   augmentation, `small` and `wide` for 60 passes and `deep` and a deeper
+ *   architecture for 30 with strong augmentation (use it with
+ *   `--validation`; `--only` picks one);
  * - `--set distillation` trains the 5,058-parameter `mini` preset alone and
  *   distilled from `tiny` (trained first, seed 42, `--teacher-epochs N`
  *   passes, default 1).
@@ -65,7 +68,7 @@ Train the README's recipe tables on the real MNIST (from --data-dir, else where
 TINYMNIST_DATA_DIR says, else the cache or a download), one run at a time, and
 print each run's test (or, with --validation, validation) accuracy and
 seconds as JSON lines, then the mean and min per variant. Sets: ablation
-(default), tuning, widths, levers, passes, distillation.`,
+(default), tuning, widths, levers, passes, depth, distillation.`,
 );
 const [part, parts] = values.part!.split("/").map(Number);
 /** Every recipe feature off; the default recipe is `train`'s defaults. */
@@ -79,7 +82,8 @@ const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false 
  * 2014, "Network in Network", arXiv:1312.4400).
  */
 interface Architecture {
-  widths: number[];
+  /** Each block's convolution widths (a number: one convolution), then its pool. */
+  widths: (number | number[])[];
   head: "valid" | "same" | "none" | "gap";
   /**
    * A 1×1 convolution → batch norm → ReLU with `filters` outputs after block
@@ -95,17 +99,19 @@ function architectureModel(seed: number, { widths, head, pointwise }: Architectu
   const model = tf.sequential({ name: "custom" });
   model.add(tf.layers.inputLayer({ inputShape: [28, 28, 1] }));
   model.add(tf.layers.rescaling({ scale: 1 / MNIST_STD, offset: -MNIST_MEAN / MNIST_STD }));
-  for (const [i, filters] of widths.entries()) {
+  for (const [i, block] of widths.entries()) {
     const last = i === widths.length - 1;
-    model.add(tf.layers.conv2d({
-      filters,
-      kernelSize: 3,
-      padding: "same",
-      useBias: false,
-      kernelInitializer: tf.initializers.heNormal({ seed: seed * 1000 + n++ }),
-    }));
-    model.add(tf.layers.batchNormalization({ momentum: 0.9 }));
-    model.add(tf.layers.reLU());
+    for (const filters of typeof block === "number" ? [block] : block) {
+      model.add(tf.layers.conv2d({
+        filters,
+        kernelSize: 3,
+        padding: "same",
+        useBias: false,
+        kernelInitializer: tf.initializers.heNormal({ seed: seed * 1000 + n++ }),
+      }));
+      model.add(tf.layers.batchNormalization({ momentum: 0.9 }));
+      model.add(tf.layers.reLU());
+    }
     if (last && head === "gap") model.add(tf.layers.globalAveragePooling2d({}));
     else if (!(last && head === "none")) {
       const padding = last && head === "same" ? "same" : "valid";
@@ -136,6 +142,20 @@ type Variant = [
   string,
   TrainOptions & { preset?: ModelPreset; architecture?: Architecture; distil?: boolean },
 ];
+/** The block widths written as in the presets' descriptions: `16→32→(24→32)`. */
+const widthsLabel = (widths: Architecture["widths"]) =>
+  widths.map((b) => typeof b === "number" ? b : `(${b.join("→")})`).join("→");
+
+/** tiny's blocks with these widths (valid last pool, dense head), with `options` named `suffix`. */
+const depthVariant = (
+  widths: Architecture["widths"],
+  suffix = "",
+  options: TrainOptions = {},
+): Variant => [
+  `depth: conv ${widthsLabel(widths)}${suffix}`,
+  { architecture: { widths, head: "valid" }, ...options },
+];
+
 const sets: Record<string, { seeds: string; variants: Variant[] }> = {
   // Each feature added to the baseline, and the default recipe.
   ablation: {
@@ -180,6 +200,7 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       ["small (conv 16→32→32, last pool padded, 19,258 params)", { preset: "small" }],
       ["tiny (conv 16→32→32, 17,018 params)", { preset: "tiny" }],
       ["wide (conv 16→32→48, 23,098 params)", { preset: "wide" }],
+      ["deep (conv 16→32→(24→32), 21,674 params)", { preset: "deep" }],
     ],
   },
   // The recipe issue's levers, each changed alone from `small` with the default recipe (the
@@ -242,6 +263,38 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
         epochs: 60,
         augment: STRONG_AUGMENTATION,
       }],
+      ["deep, 30 passes, strong augmentation", {
+        preset: "deep",
+        epochs: 30,
+        augment: STRONG_AUGMENTATION,
+      }],
+      depthVariant([[8, 16], [24, 32], 32], ", 30 passes, strong augmentation", {
+        epochs: 30,
+        augment: STRONG_AUGMENTATION,
+      }),
+      depthVariant([16, 32, [28, 32]], ", 30 passes, strong augmentation", {
+        epochs: 30,
+        augment: STRONG_AUGMENTATION,
+      }),
+      ["deep, 50 passes, strong augmentation", {
+        preset: "deep",
+        epochs: 50,
+        augment: STRONG_AUGMENTATION,
+      }],
+    ],
+  },
+  // Two convolutions in a block (VGG-style depth: Simonyan & Zisserman 2015, arXiv:1409.1556),
+  // from tiny, against `--set widths --only tiny --validation`.
+  depth: {
+    seeds: "42,1,2,3",
+    variants: [
+      ["deep (conv 16→32→(24→32), 21,674 params)", { preset: "deep" }],
+      depthVariant([16, [24, 24], 32]),
+      depthVariant([16, [24, 32], 32]),
+      depthVariant([[16, 16], 32, 32]),
+      depthVariant([[8, 16], [24, 32], 32]),
+      ["deep, batch 32, peak lr 0.02", { preset: "deep", batchSize: 32, learningRate: 0.02 }],
+      ["deep, peak lr 0.04", { preset: "deep", learningRate: 0.04 }],
     ],
   },
   // A small student, trained alone and distilled (T 2, α 0.5, the defaults), and the settings

@@ -15,7 +15,7 @@ export { IMAGE_PIXELS, IMAGE_SIZE, NUM_CLASSES };
 export const MNIST_MEAN = 0.1307, MNIST_STD = 0.3081;
 
 /** The architectures {@linkcode createModel} can build. */
-export type ModelPreset = "small" | "tiny" | "seed" | "mini" | "wide";
+export type ModelPreset = "small" | "tiny" | "seed" | "mini" | "wide" | "deep";
 
 /** The architectures, with a one-line description each. */
 export const MODEL_PRESETS: Readonly<Record<ModelPreset, string>> = {
@@ -27,6 +27,8 @@ export const MODEL_PRESETS: Readonly<Record<ModelPreset, string>> = {
   mini: "a student for distillation: conv 8→16→16 (BN, ReLU, max-pool), dense 144→10; 5,058 params",
   wide:
     "tiny with a wider last convolution: conv 16→32→48 (BN, ReLU, max-pool), dense 432→10; 23,098 params",
+  deep:
+    "tiny with two convolutions in its last block: conv 16→32→(24→32) (BN, ReLU each), dense 288→10; 21,674 params",
 };
 
 /** Options for {@linkcode createModel}. */
@@ -272,16 +274,24 @@ export function createModel(options: ModelOptions = {}): Classifier {
     );
   } else {
     // Conv without bias: the batch norm that follows has its own shift.
-    const widths = { mini: [8, 16, 16], wide: [16, 32, 48] }[preset as string] ?? [16, 32, 32];
-    for (const [i, filters] of widths.entries()) { // [28,28,16]→[14,14,32]→[7,7,32]→[3,3,32]
-      model.add(conv(filters, false));
-      model.add(bn());
-      model.add(tf.layers.reLU());
+    // Each block: its convolutions (each with batch norm and ReLU), then a 2×2 max-pool.
+    const blocks: Record<string, number[][]> = {
+      mini: [[8], [16], [16]],
+      wide: [[16], [32], [48]],
+      deep: [[16], [32], [24, 32]],
+    };
+    const widths = blocks[preset] ?? [[16], [32], [32]];
+    for (const [i, block] of widths.entries()) { // [28,28,16]→[14,14,32]→[7,7,32]→[3,3,32]
+      for (const filters of block) {
+        model.add(conv(filters, false));
+        model.add(bn());
+        model.add(tf.layers.reLU());
+      }
       // small: the last pool also keeps the 7th row and column, [7,7,32]→[4,4,32].
       const padding = preset === "small" && i === widths.length - 1 ? "same" : "valid";
       model.add(tf.layers.maxPooling2d({ poolSize: 2, padding }));
     }
-    model.add(tf.layers.flatten()); // tiny: [3,3,32] -> 288; small: 512; mini: 144; wide: 432
+    model.add(tf.layers.flatten()); // tiny, deep: [3,3,32] -> 288; small: 512; mini: 144; wide: 432
   }
   model.add(tf.layers.dense({
     units: NUM_CLASSES,

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
-import { countParams, createModel, layersModelOf } from "../lib/model.ts";
+import {
+  countParams,
+  createModel,
+  layersModelOf,
+  MODEL_PRESETS,
+  type ModelPreset,
+} from "../lib/model.ts";
 
 await selectBackend("cpu");
 
@@ -26,6 +32,36 @@ Deno.test("the seed preset is the original architecture: 8,618 trainable paramet
   assert.deepEqual(kinds.filter((k) => k === "MaxPooling2D").length, 3);
   assert.ok(kinds.includes("Dropout"));
   model.dispose();
+});
+
+Deno.test("every preset stays under 25,000 parameters; deep has two convolutions in its last block", () => {
+  for (const preset of Object.keys(MODEL_PRESETS) as ModelPreset[]) {
+    const model = createModel({ preset });
+    const total = layersModelOf(model).countParams(); // batch-norm moving statistics included
+    assert.ok(total < 25_000, `${preset}: ${total} parameters`);
+    model.dispose();
+  }
+  const deep = createModel({ preset: "deep" });
+  assert.equal(countParams(deep), 21_674);
+  const net = layersModelOf(deep);
+  const kinds = net.layers.map((l) => l.getClassName());
+  const lastPool = kinds.lastIndexOf("MaxPooling2D");
+  const poolBefore = kinds.lastIndexOf("MaxPooling2D", lastPool - 1);
+  // Two conv → batch norm → ReLU triples between the last two pools.
+  assert.deepEqual(kinds.slice(poolBefore + 1, lastPool), [
+    "Conv2D",
+    "BatchNormalization",
+    "ReLU",
+    "Conv2D",
+    "BatchNormalization",
+    "ReLU",
+  ]);
+  assert.deepEqual(
+    net.layers.filter((l) => l.getClassName() === "Conv2D").map((l) => l.getConfig().filters),
+    [16, 32, 24, 32],
+  );
+  assert.deepEqual(net.outputs[0].shape, [null, 10]);
+  deep.dispose();
 });
 
 Deno.test("createModel returns a new, independent model each call; same seed, same weights", async () => {
@@ -78,7 +114,7 @@ Deno.test("bad input is a TypeError that says what was expected", async () => {
   assert.throws(() => createModel({ preset: "huge" as "tiny" }), {
     name: "RangeError",
     message:
-      'Cannot create model: expected preset "small" or "tiny" or "seed" or "mini" or "wide", got "huge"',
+      'Cannot create model: expected preset "small" or "tiny" or "seed" or "mini" or "wide" or "deep", got "huge"',
   });
   model.dispose();
 });

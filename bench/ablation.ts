@@ -12,9 +12,9 @@
  *   issue's levers; use it with `--validation`), and adds a 1×1 convolution
  *   to `tiny` after each block (against `--set widths --only tiny`);
  * - `--set passes` trains `small` for 30 passes with mild and with strong
- *   augmentation, `small` and `wide` for 60 passes and `deep` and a deeper
- *   architecture for 30 with strong augmentation (use it with
- *   `--validation`; `--only` picks one);
+ *   augmentation, `small` and `wide` for 60 passes, `deep` and two deeper
+ *   architectures for 30 and `deep` for 50, with strong augmentation (use it
+ *   with `--validation`; `--only` picks one);
  * - `--set distillation` trains the 5,058-parameter `mini` preset alone and
  *   distilled from `tiny` (trained first, seed 42, `--teacher-epochs N`
  *   passes, default 1).
@@ -146,13 +146,17 @@ type Variant = [
 const widthsLabel = (widths: Architecture["widths"]) =>
   widths.map((b) => typeof b === "number" ? b : `(${b.join("→")})`).join("→");
 
-/** tiny's blocks with these widths (valid last pool, dense head), with `options` named `suffix`. */
-const depthVariant = (
-  widths: Architecture["widths"],
-  suffix = "",
-  options: TrainOptions = {},
-): Variant => [
-  `depth: conv ${widthsLabel(widths)}${suffix}`,
+/** `epochs` passes with the strong augmentation ranges. */
+const strongPasses = (epochs: number): TrainOptions => ({ epochs, augment: STRONG_AUGMENTATION });
+
+/**
+ * tiny's blocks with these widths (valid last pool, dense head), with
+ * `options`; its name gives the passes and the strong augmentation, if set.
+ */
+const depthVariant = (widths: Architecture["widths"], options: TrainOptions = {}): Variant => [
+  `depth: conv ${widthsLabel(widths)}${options.epochs ? `, ${options.epochs} passes` : ""}${
+    options.augment === STRONG_AUGMENTATION ? ", strong augmentation" : ""
+  }`,
   { architecture: { widths, head: "valid" }, ...options },
 ];
 
@@ -243,44 +247,19 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
     ] as Variant[]).map(([name, options]) => [name, { preset: "small", ...options }]),
   },
   // Many passes: the mild and the strong augmentation ranges, then twice the passes for the
-  // small and wide presets (use it with --validation; about 10 and 20 minutes a run).
+  // small and wide presets, then deep, two deeper architectures and 50 passes of deep (use it
+  // with --validation; 4 to 20 minutes a run).
   passes: {
     seeds: "42",
     variants: [
       ["small, 30 passes, mild augmentation", { preset: "small", epochs: 30 }],
-      ["small, 30 passes, strong augmentation", {
-        preset: "small",
-        epochs: 30,
-        augment: STRONG_AUGMENTATION,
-      }],
-      ["small, 60 passes, strong augmentation", {
-        preset: "small",
-        epochs: 60,
-        augment: STRONG_AUGMENTATION,
-      }],
-      ["wide, 60 passes, strong augmentation", {
-        preset: "wide",
-        epochs: 60,
-        augment: STRONG_AUGMENTATION,
-      }],
-      ["deep, 30 passes, strong augmentation", {
-        preset: "deep",
-        epochs: 30,
-        augment: STRONG_AUGMENTATION,
-      }],
-      depthVariant([[8, 16], [24, 32], 32], ", 30 passes, strong augmentation", {
-        epochs: 30,
-        augment: STRONG_AUGMENTATION,
-      }),
-      depthVariant([16, 32, [28, 32]], ", 30 passes, strong augmentation", {
-        epochs: 30,
-        augment: STRONG_AUGMENTATION,
-      }),
-      ["deep, 50 passes, strong augmentation", {
-        preset: "deep",
-        epochs: 50,
-        augment: STRONG_AUGMENTATION,
-      }],
+      ["small, 30 passes, strong augmentation", { preset: "small", ...strongPasses(30) }],
+      ["small, 60 passes, strong augmentation", { preset: "small", ...strongPasses(60) }],
+      ["wide, 60 passes, strong augmentation", { preset: "wide", ...strongPasses(60) }],
+      ["deep, 30 passes, strong augmentation", { preset: "deep", ...strongPasses(30) }],
+      depthVariant([[8, 16], [24, 32], 32], strongPasses(30)),
+      depthVariant([16, 32, [28, 32]], strongPasses(30)),
+      ["deep, 50 passes, strong augmentation", { preset: "deep", ...strongPasses(50) }],
     ],
   },
   // Two convolutions in a block (VGG-style depth: Simonyan & Zisserman 2015, arXiv:1409.1556),

@@ -25,8 +25,9 @@
  * 5,000 and fits on the rest (a second split, to check a choice). Not a
  * Deno.bench file: run it with `deno task ablation`, one process at a time
  * (training already uses both cores on wasm); `--part K/N` runs every N-th
- * job, `--only NAME` the variants whose name contains NAME, `--seeds` the
- * seeds. A bad flag prints one line and exits with code 2.
+ * job from job K (K from 0), `--only NAME` the variants whose name contains
+ * NAME (`--list` prints the set's names), `--seeds` the seeds. A bad flag, or
+ * an `--only` that matches nothing, prints one line and exits with code 2.
  *
  * @module
  */
@@ -54,23 +55,30 @@ const { values } = parseFlags(
     seeds: { type: "string" },
     set: { type: "string", default: "ablation" },
     only: { type: "string" },
+    list: { type: "boolean", default: false },
     backend: { type: "string", default: "wasm" },
     validation: { type: "boolean", default: false },
     "validation-split": { type: "string", default: "last" },
     "teacher-epochs": { type: "string", default: "1" },
     "data-dir": { type: "string" },
   },
-  `Usage: deno task ablation [--set NAME] [--only TEXT] [--seeds 42,1,...] [--validation]
-       [--validation-split last|first] [--part K/N] [--teacher-epochs N] [--backend NAME]
-       [--data-dir DIR]
+  `Usage: deno task ablation [--set NAME] [--only TEXT] [--list] [--seeds 42,1,...]
+       [--validation] [--validation-split last|first] [--part K/N] [--teacher-epochs N]
+       [--backend NAME] [--data-dir DIR]
 
 Train the README's recipe tables on the real MNIST (from --data-dir, else where
 TINYMNIST_DATA_DIR says, else the cache or a download), one run at a time, and
 print each run's test (or, with --validation, validation) accuracy and
 seconds as JSON lines, then the mean and min per variant. Sets: ablation
-(default), tuning, widths, levers, passes, depth, distillation.`,
+(default), tuning, widths, levers, passes, depth, distillation. --only runs the
+variants whose name contains TEXT (--list prints the set's names); --part K/N
+runs the jobs K, K + N, K + 2N, ... (K from 0 to N - 1) of the set.`,
 );
-const [part, parts] = values.part!.split("/").map(Number);
+const partMatch = /^(\d+)\/(\d+)$/.exec(values.part!);
+const [part, parts] = partMatch ? [Number(partMatch[1]), Number(partMatch[2])] : [NaN, NaN];
+if (!(part < parts)) {
+  usage(ACTION, `expected --part to be K/N with 0 ≤ K < N, got "${values.part}"`);
+}
 /** Every recipe feature off; the default recipe is `train`'s defaults. */
 const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false };
 /**
@@ -294,8 +302,26 @@ const chosen = sets[values.set!];
 if (!chosen) {
   usage(ACTION, `expected --set to be one of ${Object.keys(sets).join(", ")}, got "${values.set}"`);
 }
-const seeds = (values.seeds ?? chosen.seeds).split(",").map(Number);
-const variants = chosen.variants;
+const seedList = values.seeds ?? chosen.seeds;
+if (!/^\d+(,\d+)*$/.test(seedList)) {
+  usage(ACTION, `expected --seeds to be whole numbers separated by commas, got "${seedList}"`);
+}
+const seeds = seedList.split(",").map(Number);
+if (values.list) {
+  for (const [name] of chosen.variants) console.log(name);
+  Deno.exit(0);
+}
+const variants = chosen.variants.filter(([name]) => !values.only || name.includes(values.only));
+if (variants.length === 0) {
+  usage(
+    ACTION,
+    `expected --only to match a variant of --set ${values.set} (--list names them), got "${values.only}"`,
+  );
+}
+const split = values["validation-split"];
+if (split !== "last" && split !== "first") {
+  usage(ACTION, `expected --validation-split to be last or first, got "${split}"`);
+}
 await selectBackend(values.backend as "wasm");
 const mnist = await loadMnist({ dir: values["data-dir"] });
 // --validation: fit on the first 55,000 training images, score on the last 5,000 (for choices;
@@ -308,10 +334,6 @@ const rows = (from: number, to: number) => ({
   labels: mnist.train.labels.subarray(from, to),
   count: to - from,
 });
-const split = values["validation-split"];
-if (split !== "last" && split !== "first") {
-  usage(ACTION, `expected --validation-split to be last or first, got "${split}"`);
-}
 const all = mnist.train.count;
 const data = !values.validation
   ? mnist
@@ -335,7 +357,6 @@ if (variants.some(([, options]) => options.distil)) {
 const accuracies = new Map<string, number[]>();
 let job = 0;
 for (const [name, { preset, architecture, distil, ...options }] of variants) {
-  if (values.only && !name.includes(values.only)) continue;
   for (const seed of seeds) {
     if (job++ % parts !== part) continue;
     const model = architecture

@@ -52,3 +52,32 @@ Deno.test("bench:compare refuses a preset the reference lacks and an unknown bac
     assert.equal(stderr, `error: Cannot run the comparison: ${message} (see --help)\n`);
   }
 });
+
+Deno.test("ablation lists a set's variants, and refuses an --only that matches none and a bad --part or --seeds", async () => {
+  const list = await bench("ablation.ts", ["--set", "depth", "--list"]);
+  assert.equal(list.code, 0, list.stderr);
+  const names = list.stdout.trim().split("\n");
+  assert.ok(names.includes("deep (conv 16→32→(24→32), 21,674 params)"), list.stdout);
+  assert.ok(names.includes("depth: conv (16→16)→32→32"), list.stdout);
+  const passes = await bench("ablation.ts", ["--set", "passes", "--list"]);
+  assert.ok(passes.stdout.split("\n").includes("deep, 30 passes, strong augmentation"));
+  for (
+    const [args, message] of [
+      [
+        ["--set", "depth", "--only", "no such row"],
+        'expected --only to match a variant of --set depth (--list names them), got "no such row"',
+      ],
+      [["--part", "2/2"], 'expected --part to be K/N with 0 ≤ K < N, got "2/2"'],
+      [["--part", "1/0"], 'expected --part to be K/N with 0 ≤ K < N, got "1/0"'],
+      [["--part", "one/2"], 'expected --part to be K/N with 0 ≤ K < N, got "one/2"'],
+      [
+        ["--seeds", "42,x"],
+        'expected --seeds to be whole numbers separated by commas, got "42,x"',
+      ],
+    ]
+  ) {
+    const { code, stdout, stderr } = await bench("ablation.ts", args as string[]);
+    assert.equal(code, 2, stdout + stderr);
+    assert.equal(stderr, `error: Cannot run the ablation: ${message} (see --help)\n`);
+  }
+});

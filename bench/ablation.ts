@@ -25,8 +25,9 @@
  * 5,000 and fits on the rest (a second split, to check a choice). Not a
  * Deno.bench file: run it with `deno task ablation`, one process at a time
  * (training already uses both cores on wasm); `--part K/N` runs every N-th
- * job from job K (K from 0), `--only NAME` the variants whose name contains
- * NAME (`--list` prints the set's names), `--seeds` the seeds. A bad flag, or
+ * job from job K (K from 0), `--only NAME` the variant named NAME, else the
+ * variants whose name contains NAME (`--list` prints the names of those
+ * that would run), `--seeds` the seeds. A bad flag, or
  * an `--only` that matches nothing, prints one line and exits with code 2.
  *
  * @module
@@ -71,7 +72,8 @@ TINYMNIST_DATA_DIR says, else the cache or a download), one run at a time, and
 print each run's test (or, with --validation, validation) accuracy and
 seconds as JSON lines, then the mean and min per variant. Sets: ablation
 (default), tuning, widths, levers, passes, depth, distillation. --only runs the
-variants whose name contains TEXT (--list prints the set's names); --part K/N
+variant named TEXT, else those whose name contains TEXT (--list prints the
+names of the variants that would run, and runs none); --part K/N
 runs the jobs K, K + N, K + 2N, ... (K from 0 to N - 1) of the set.`,
 );
 const partMatch = /^(\d+)\/(\d+)$/.exec(values.part!);
@@ -268,6 +270,15 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       depthVariant([[8, 16], [24, 32], 32], strongPasses(30)),
       depthVariant([16, 32, [28, 32]], strongPasses(30)),
       ["deep, 50 passes, strong augmentation", { preset: "deep", ...strongPasses(50) }],
+      // Recipe levers for many passes, each changed alone from deep's 30-pass row.
+      ...([
+        ["no difficult examples", { hardExamples: 0 }],
+        ["peak lr 0.015", { learningRate: 0.015 }],
+        ["label smoothing 0", { labelSmoothing: 0 }],
+      ] as const).map(([lever, options]): Variant => [
+        `deep, 30 passes, strong augmentation, ${lever}`,
+        { preset: "deep", ...strongPasses(30), ...options },
+      ]),
     ],
   },
   // Two convolutions in a block (VGG-style depth: Simonyan & Zisserman 2015, arXiv:1409.1556),
@@ -307,16 +318,20 @@ if (!/^\d+(,\d+)*$/.test(seedList)) {
   usage(ACTION, `expected --seeds to be whole numbers separated by commas, got "${seedList}"`);
 }
 const seeds = seedList.split(",").map(Number);
-if (values.list) {
-  for (const [name] of chosen.variants) console.log(name);
-  Deno.exit(0);
-}
-const variants = chosen.variants.filter(([name]) => !values.only || name.includes(values.only));
+// A name given whole runs that variant alone, even when other names contain it.
+const exact = chosen.variants.filter(([name]) => name === values.only);
+const variants = exact.length > 0
+  ? exact
+  : chosen.variants.filter(([name]) => !values.only || name.includes(values.only));
 if (variants.length === 0) {
   usage(
     ACTION,
     `expected --only to match a variant of --set ${values.set} (--list names them), got "${values.only}"`,
   );
+}
+if (values.list) {
+  for (const [name] of variants) console.log(name);
+  Deno.exit(0);
 }
 const split = values["validation-split"];
 if (split !== "last" && split !== "first") {

@@ -53,7 +53,7 @@ Deno.test("bench:compare refuses a preset the reference lacks and an unknown bac
   }
 });
 
-Deno.test("ablation lists a set's variants, and refuses an --only that matches none and a bad --part or --seeds", async () => {
+Deno.test("ablation lists a set's variants (or those --only picks), and refuses an --only that matches none and a bad --part or --seeds", async () => {
   const list = await bench("ablation.ts", ["--set", "depth", "--list"]);
   assert.equal(list.code, 0, list.stderr);
   const names = list.stdout.trim().split("\n");
@@ -61,6 +61,13 @@ Deno.test("ablation lists a set's variants, and refuses an --only that matches n
   assert.ok(names.includes("depth: conv (16→16)→32→32"), list.stdout);
   const passes = await bench("ablation.ts", ["--set", "passes", "--list"]);
   assert.ok(passes.stdout.split("\n").includes("deep, 30 passes, strong augmentation"));
+  // A whole name picks its variant alone, though the lever rows' names contain it.
+  const only = (text: string) =>
+    bench("ablation.ts", ["--set", "passes", "--only", text, "--list"]);
+  const whole = await only("deep, 30 passes, strong augmentation");
+  assert.equal(whole.stdout, "deep, 30 passes, strong augmentation\n", whole.stderr);
+  const part = await only("deep, 30 passes, strong augmentation,");
+  assert.equal(part.stdout.trim().split("\n").length, 3, part.stdout);
   for (
     const [args, message] of [
       [

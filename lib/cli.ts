@@ -25,6 +25,25 @@ import { PREVIEW_ROWS, renderPreview } from "./preview.ts";
 import { type BatchEvent, MILD_AUGMENTATION, STRONG_AUGMENTATION, train } from "./train.ts";
 import { usageReason } from "./usage_reason.ts";
 
+/**
+ * Each preset and its description for `train --help`, wrapped to 80 columns
+ * under a hanging indent.
+ */
+function presetLines(): string {
+  const indent = " ".repeat(9);
+  return Object.entries(MODEL_PRESETS).map(([name, description]) => {
+    const lines = [`  ${name.padEnd(indent.length - 2)}`];
+    // A count stays on the line of its unit.
+    for (const word of description.split(/ (?!params\b)/)) {
+      const last = lines.length - 1;
+      const spaced = lines[last].length > indent.length ? " " : "";
+      if (lines[last].length + spaced.length + word.length > 80) lines.push(indent + word);
+      else lines[last] += spaced + word;
+    }
+    return lines.join("\n");
+  }).join("\n");
+}
+
 const TRAIN_HELP = `Usage: deno task train [options]
 
 Train a tiny CNN on MNIST for one pass (by default), evaluate it on the test
@@ -35,7 +54,8 @@ Options:
   --batch-size N     images per step (default 64)
   --lr X             peak learning rate of the one-cycle schedule, in (0, 1]
                      (default 0.03)
-  --mini-epochs K    split the pass into K chunks with their own schedule (default 1)
+  --mini-epochs K    split the pass into K chunks with their own schedule
+                     (default 1)
   --hard-examples F  re-present the highest-loss examples for this fraction of
                      the pass, within the same budget; 0 to 0.5 (default 0.15)
   --workers N        data-parallel wasm workers, 0 for this thread only
@@ -47,7 +67,8 @@ Options:
                      rotation, ±10% shift, elastic on 20% of images; strong:
                      ±15°, ±12%, elastic on 40%, for runs of many passes)
   --no-augment       do not augment training batches
-  --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny)
+  --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny;
+                     see Presets below)
   --backend NAME     auto, ${BACKEND_ORDER.join(", ")} (default auto: the fastest
                      that works; when webgpu and wasm both work, a training step
                      is timed on each, about a second in all)
@@ -59,7 +80,8 @@ Options:
   --data-dir DIR     folder with the four MNIST files (.gz or not); default:
                      $TINYMNIST_DATA_DIR, then data/<dataset>/, then download
   --dataset NAME     mnist or fashion-mnist (default mnist)
-  --seed N           seed of the weights, shuffling and augmentation (default 42)
+  --seed N           seed of the weights, shuffling and augmentation
+                     (default 42)
   --out DIR          where to save the model (default ./models); checked before
                      training: elsewhere needs a wider --allow-write, and the
                      error prints the command that grants it
@@ -71,6 +93,9 @@ Options:
                      accuracy, misclassified digits): tensorboard --logdir DIR
   --json             print a JSON summary as the last line of stdout
   --help             show this help
+
+Presets:
+${presetLines()}
 
 Other commands: deno task predict, export, serve and preview (each with --help).
 Measurements (README, "Results"): deno task bench, bench:compare, bench:gpu,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { TASK_PERMISSIONS } from "../lib/cli.ts";
+import { createModel, MODEL_PRESETS, type ModelPreset } from "../lib/model.ts";
 import { runCli } from "./_cli.ts";
 
 /** Run the CLI in-process; returns its exit code and what it wrote to stderr. */
@@ -109,6 +110,21 @@ Deno.test("train --help names the other commands, and each has its own --help", 
     assert.equal(own.code, 0, own.stderr);
     assert.match(own.stdout, new RegExp(`^Usage: deno task ${command} `));
   }
+});
+
+Deno.test("train --help describes every preset, with its parameter count, in 80 columns", async () => {
+  const { code, stdout } = await run(["--help"]);
+  assert.equal(code, 0);
+  const section = stdout.slice(stdout.indexOf("\nPresets:\n"), stdout.indexOf("\nOther commands"));
+  for (const preset of Object.keys(MODEL_PRESETS) as ModelPreset[]) {
+    const model = createModel({ preset });
+    const params = model.params.toLocaleString("en-US");
+    model.dispose();
+    // The preset's name, then its lines (continuations indented 9) up to its count.
+    const entry = new RegExp(`\\n  ${preset} +(?:[^\\n]|\\n {9})*?${params} params`);
+    assert.match(section, entry, `${preset} (${params}) in\n${section}`);
+  }
+  for (const line of stdout.split("\n")) assert.ok(line.length <= 80, line);
 });
 
 Deno.test("a missing data directory is exit code 1 with the folder named", async () => {

@@ -13,8 +13,9 @@
  *   to `tiny` after each block (against `--set widths --only tiny`);
  * - `--set passes` trains `small` for 30 passes with mild and with strong
  *   augmentation, `small` and `wide` for 60 passes, `deep` and two deeper
- *   architectures for 30 and `deep` for 50, with strong augmentation (use it
- *   with `--validation`; `--only` picks one);
+ *   architectures for 30 and `deep` for 50, with strong augmentation, then
+ *   changes one recipe lever at a time from `deep`'s 30 passes (use it with
+ *   `--validation`; `--only` picks one);
  * - `--set distillation` trains the 5,058-parameter `mini` preset alone and
  *   distilled from `tiny` (trained first, seed 42, `--teacher-epochs N`
  *   passes, default 1).
@@ -275,6 +276,16 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
         ["no difficult examples", { hardExamples: 0 }],
         ["peak lr 0.015", { learningRate: 0.015 }],
         ["label smoothing 0", { labelSmoothing: 0 }],
+        ["label smoothing 0.2", { labelSmoothing: 0.2 }],
+        ["batch 128, peak lr 0.045", { batchSize: 128, learningRate: 0.045 }],
+        ["stronger still (±20°, ±15% shift, elastic on 50%)", {
+          augment: {
+            ...STRONG_AUGMENTATION,
+            rotationDegrees: 20,
+            translate: 0.15,
+            elasticProbability: 0.5,
+          },
+        }],
       ] as const).map(([lever, options]): Variant => [
         `deep, 30 passes, strong augmentation, ${lever}`,
         { preset: "deep", ...strongPasses(30), ...options },

@@ -15,7 +15,7 @@
  *   augmentation, `small` and `wide` for 60 passes, `deep` and two deeper
  *   architectures for 30 and `deep` for 50, with strong augmentation, then
  *   changes one recipe lever at a time from `deep`'s 30 passes (use it with
- *   `--validation`; `--only` picks one);
+ *   `--validation`; `--only` picks rows);
  * - `--set distillation` trains the 5,058-parameter `mini` preset alone and
  *   distilled from `tiny` (trained first, seed 42, `--teacher-epochs N`
  *   passes, default 1).
@@ -278,7 +278,7 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
         ["label smoothing 0", { labelSmoothing: 0 }],
         ["label smoothing 0.2", { labelSmoothing: 0.2 }],
         ["batch 128, peak lr 0.045", { batchSize: 128, learningRate: 0.045 }],
-        ["stronger still (±20°, ±15% shift, elastic on 50%)", {
+        ["augmentation stronger still (±20°, ±15% shift, elastic on 50%)", {
           augment: {
             ...STRONG_AUGMENTATION,
             rotationDegrees: 20,
@@ -329,6 +329,12 @@ if (!/^\d+(,\d+)*$/.test(seedList)) {
   usage(ACTION, `expected --seeds to be whole numbers separated by commas, got "${seedList}"`);
 }
 const seeds = seedList.split(",").map(Number);
+if (values.only === "") {
+  usage(
+    ACTION,
+    'expected --only to be part of a variant\'s name, got "" (it would run the whole set)',
+  );
+}
 // A name given whole runs that variant alone, even when other names contain it.
 const exact = chosen.variants.filter(([name]) => name === values.only);
 const variants = exact.length > 0
@@ -337,7 +343,7 @@ const variants = exact.length > 0
 if (variants.length === 0) {
   usage(
     ACTION,
-    `expected --only to match a variant of --set ${values.set} (--list names them), got "${values.only}"`,
+    `expected --only to match a variant of --set ${values.set} (--list without --only names them), got "${values.only}"`,
   );
 }
 if (values.list) {

@@ -76,7 +76,11 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
     const [args, message] of [
       [
         ["--set", "depth", "--only", "no such row"],
-        'expected --only to match a variant of --set depth (--list names them), got "no such row"',
+        'expected --only to match a variant of --set depth (--list without --only names them), got "no such row"',
+      ],
+      [
+        ["--set", "passes", "--only", "", "--list"],
+        'expected --only to be part of a variant\'s name, got "" (it would run the whole set)',
       ],
       [["--part", "2/2"], 'expected --part to be K/N with 0 ≤ K < N, got "2/2"'],
       [["--part", "1/0"], 'expected --part to be K/N with 0 ≤ K < N, got "1/0"'],

@@ -69,9 +69,9 @@ Options:
   --no-augment       do not augment training batches
   --preset NAME      model: ${Object.keys(MODEL_PRESETS).join(", ")} (default tiny;
                      see Presets below)
-  --backend NAME     auto, ${BACKEND_ORDER.join(", ")} (default auto: the fastest
-                     that works; when webgpu and wasm both work, a training step
-                     is timed on each, about a second in all)
+  --backend NAME     auto, ${BACKEND_ORDER.join(", ")} (default auto: the fastest that
+                     works; when webgpu and wasm both work, a training step is
+                     timed on each, about a second in all)
   --no-probe         with --backend auto, take the first that works, untimed
   --robustness-images N
                      test images scored under each perturbation of the

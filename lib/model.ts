@@ -21,14 +21,14 @@ export type ModelPreset = "small" | "tiny" | "seed" | "mini" | "wide" | "deep";
 export const MODEL_PRESETS: Readonly<Record<ModelPreset, string>> = {
   small:
     "tiny with its last pool padded (7→4, keeping the 7th row and column): dense 512→10; 19,258 params",
-  tiny: "default: conv 16→32→32 (BN, ReLU, max-pool, 7→3), dense 288→10; 17,018 params",
+  tiny: "default: conv 16→32→32 (BN, ReLU, max-pool; last pool 7→3), dense 288→10; 17,018 params",
   seed:
-    "the original: conv 8→16→16 (BN, ReLU, max-pool), dropout 0.25, dense 32, dense 10; 8,618 params",
+    "the original: conv 8→16→16 (BN, ReLU, max-pool), dropout 0.25, dense 144→32→10; 8,618 params",
   mini: "a student for distillation: conv 8→16→16 (BN, ReLU, max-pool), dense 144→10; 5,058 params",
   wide:
     "tiny with a wider last convolution: conv 16→32→48 (BN, ReLU, max-pool), dense 432→10; 23,098 params",
   deep:
-    "tiny with two convolutions in its last block: conv 16→32→(24→32) (BN, ReLU each), dense 288→10; 21,674 params",
+    "tiny with two convolutions in its last block: conv 16→32→(24→32) (BN, ReLU each; max-pool), dense 288→10; 21,674 params",
 };
 
 /** Options for {@linkcode createModel}. */

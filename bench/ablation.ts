@@ -28,8 +28,8 @@
  * (training already uses both cores on wasm); `--part K/N` runs every N-th
  * job from job K (K from 0), `--only NAME` the variant named NAME, else the
  * variants whose name contains NAME (`--list` prints the names of those
- * that would run), `--seeds` the seeds. A bad flag, or
- * an `--only` that matches nothing, prints one line and exits with code 2.
+ * that would run), `--seeds` the seeds. A bad flag, or an `--only` that is
+ * empty or matches nothing, prints one line and exits with code 2.
  *
  * @module
  */
@@ -258,8 +258,8 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
     ] as Variant[]).map(([name, options]) => [name, { preset: "small", ...options }]),
   },
   // Many passes: the mild and the strong augmentation ranges, then twice the passes for the
-  // small and wide presets, then deep, two deeper architectures and 50 passes of deep (use it
-  // with --validation; 4 to 20 minutes a run).
+  // small and wide presets, then deep, two deeper architectures and 50 passes of deep, then
+  // the recipe's levers from deep's 30 passes (use it with --validation; 4 to 20 minutes a run).
   passes: {
     seeds: "42",
     variants: [

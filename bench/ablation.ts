@@ -161,6 +161,19 @@ const widthsLabel = (widths: Architecture["widths"]) =>
 const strongPasses = (epochs: number): TrainOptions => ({ epochs, augment: STRONG_AUGMENTATION });
 
 /**
+ * A preset trained for `epochs` passes with strong augmentation, named
+ * "PRESET, N passes, strong augmentation", then `, LEVER` with `options`.
+ */
+const strongRow = (
+  preset: ModelPreset,
+  epochs: number,
+  [lever, options]: readonly [string, TrainOptions] | readonly [] = [],
+): Variant => [
+  `${preset}, ${epochs} passes, strong augmentation${lever ? `, ${lever}` : ""}`,
+  { preset, ...strongPasses(epochs), ...options },
+];
+
+/**
  * tiny's blocks with these widths (valid last pool, dense head), with
  * `options`; its name gives the passes and the strong augmentation, if set.
  */
@@ -264,13 +277,13 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
     seeds: "42",
     variants: [
       ["small, 30 passes, mild augmentation", { preset: "small", epochs: 30 }],
-      ["small, 30 passes, strong augmentation", { preset: "small", ...strongPasses(30) }],
-      ["small, 60 passes, strong augmentation", { preset: "small", ...strongPasses(60) }],
-      ["wide, 60 passes, strong augmentation", { preset: "wide", ...strongPasses(60) }],
-      ["deep, 30 passes, strong augmentation", { preset: "deep", ...strongPasses(30) }],
+      strongRow("small", 30),
+      strongRow("small", 60),
+      strongRow("wide", 60),
+      strongRow("deep", 30),
       depthVariant([[8, 16], [24, 32], 32], strongPasses(30)),
       depthVariant([16, 32, [28, 32]], strongPasses(30)),
-      ["deep, 50 passes, strong augmentation", { preset: "deep", ...strongPasses(50) }],
+      strongRow("deep", 50),
       // Recipe levers for many passes, each changed alone from deep's 30-pass row.
       ...([
         ["no difficult examples", { hardExamples: 0 }],
@@ -286,10 +299,7 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
             elasticProbability: 0.5,
           },
         }],
-      ] as const).map(([lever, options]): Variant => [
-        `deep, 30 passes, strong augmentation, ${lever}`,
-        { preset: "deep", ...strongPasses(30), ...options },
-      ]),
+      ] as const).map((lever) => strongRow("deep", 30, lever)),
     ],
   },
   // Two convolutions in a block (VGG-style depth: Simonyan & Zisserman 2015, arXiv:1409.1556),

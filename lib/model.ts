@@ -275,7 +275,7 @@ export function createModel(options: ModelOptions = {}): Classifier {
   } else {
     // Conv without bias: the batch norm that follows has its own shift.
     // Each block: its convolutions (each with batch norm and ReLU), then a 2×2 max-pool.
-    const blocks: Record<string, number[][]> = {
+    const blocks: Partial<Record<ModelPreset, number[][]>> = {
       mini: [[8], [16], [16]],
       wide: [[16], [32], [48]],
       deep: [[16], [32], [24, 32]],

@@ -11,7 +11,9 @@
  *   `batchNormReluPoolTraining`);
  * - a linear convolution is a plain `conv2d`, whose gradient with respect to
  *   its input is computed only when needed (the layer's fused op always
- *   computes it, even for the first layer, whose input is the image).
+ *   computes it, even for the first layer, whose input is the image);
+ * - a seeded dropout layer draws a new mask each pass (the layer's own
+ *   would repeat its first mask).
  *
  * Other layers, and models that are not chains, run through TensorFlow.js.
  * Internal.
@@ -194,5 +196,30 @@ function applyLayer(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor {
     return y;
   }
   if (isBatchNorm(layer)) return batchNorm(layer, x, batchNormTraining);
+  if (layer.getClassName() === "Dropout") return dropout(layer, x);
   return layer.apply(x, { training: true }) as tf.Tensor;
+}
+
+/** Training passes each seeded dropout layer has run: its next mask's number. */
+const dropoutPasses = new WeakMap<tf.layers.Layer, number>();
+
+/**
+ * A dropout layer in training mode. With a seed, TensorFlow.js's layer
+ * draws every mask from a fresh generator seeded alike, so each pass would
+ * repeat the first pass's mask (one mask per position in the batch); here
+ * pass k of a layer seeded s draws its mask with seed s on the first pass
+ * and `s:k` after, so the masks change every pass and a model built from
+ * the same seed draws the same sequence (so each data-parallel worker's
+ * replica draws the same masks for its own shard). Without a seed, the
+ * layer's own unseeded draw.
+ */
+function dropout(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor {
+  const config = layer.getConfig() as { rate: number; noiseShape?: number[]; seed?: number };
+  if (config.seed == null || config.rate === 0) {
+    return layer.apply(x, { training: true }) as tf.Tensor;
+  }
+  const pass = dropoutPasses.get(layer) ?? 0;
+  dropoutPasses.set(layer, pass + 1);
+  const seed = pass === 0 ? config.seed : `${config.seed}:${pass}`;
+  return tf.dropout(x, config.rate, config.noiseShape, seed);
 }

@@ -39,8 +39,11 @@ for (const backend of ["cpu", "wasm"] as const) {
       const before = tf.memory().numTensors;
       const expected = pass(net, () => net.apply(x, { training: true }) as tf.Tensor, start);
       const got = pass(net, () => trainingForward(net, x), start);
-      // The logits, through a softmax, are the same output.
-      const viaLogits = pass(net, () => tf.softmax(trainingLogits(net, x)), start);
+      // The logits, through a softmax, are the same output. A twin of the same seed: a seeded
+      // dropout layer's first training pass draws the mask that model.apply draws, later ones not.
+      const twin = layersModelOf(createModel({ preset }));
+      const viaLogits = pass(twin, () => tf.softmax(trainingLogits(twin, x)), start);
+      twin.dispose();
       assert.equal(tf.memory().numTensors, before, "tensors leaked");
       assert.ok(Math.abs(viaLogits.loss - expected.loss) <= 1e-6 * expected.loss, "logits");
       assert.ok(norm(viaLogits.state, expected.state) < 1e-6 * norm(expected.state), "statistics");
@@ -61,6 +64,24 @@ for (const backend of ["cpu", "wasm"] as const) {
     });
   }
 }
+
+Deno.test("a seeded dropout layer draws a fresh mask each training pass, the same sequence for the same seed", async () => {
+  await selectBackend("cpu");
+  // The `seed` preset: dropout 0.25, seeded with the model's seed, before its hidden dense layer.
+  const outputs = (seed: number) => {
+    const net = layersModelOf(createModel({ preset: "seed", seed }));
+    const x = tf.randomUniform([4, 28, 28, 1], 0, 1, "float32", 5);
+    // Batch-norm statistics change each pass but not the output in training mode.
+    const out = [0, 1, 2].map(() => tf.tidy(() => Array.from(trainingForward(net, x).dataSync())));
+    x.dispose();
+    net.dispose();
+    return out;
+  };
+  const [first, second, third] = outputs(42);
+  assert.notDeepEqual(second, first, "the second pass drew the first pass's mask");
+  assert.notDeepEqual(third, second, "the third pass drew the second pass's mask");
+  assert.deepEqual(outputs(42), [first, second, third], "a model of the same seed");
+});
 
 Deno.test("trainingForward runs a model that is not a chain through model.apply", async () => {
   await selectBackend("cpu");

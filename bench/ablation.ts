@@ -94,7 +94,7 @@ const BASELINE: TrainOptions = { miniEpochs: 1, hardExamples: 0, augment: false 
  */
 interface Architecture {
   /** Each block's convolution widths (a number: one convolution), then its pool. */
-  widths: (number | number[])[];
+  widths: readonly (number | readonly number[])[];
   head: "valid" | "same" | "none" | "gap";
   /**
    * A 1×1 convolution → batch norm → ReLU with `filters` outputs after block
@@ -102,10 +102,20 @@ interface Architecture {
    * (Lin et al. 2014).
    */
   pointwise?: { after: number; filters: number };
+  /**
+   * Dropout before the dense layer: in training each input of the dense layer
+   * is zeroed with this probability and the rest scaled by 1/(1 − rate)
+   * (Srivastava et al. 2014, "Dropout", JMLR 15). The masks are not seeded,
+   * so a run does not repeat exactly.
+   */
+  dropout?: number;
 }
 
 /** A classifier with an {@linkcode Architecture}, initialised as `createModel` does. */
-function architectureModel(seed: number, { widths, head, pointwise }: Architecture): Classifier {
+function architectureModel(
+  seed: number,
+  { widths, head, pointwise, dropout }: Architecture,
+): Classifier {
   let n = 0;
   const model = tf.sequential({ name: "custom" });
   model.add(tf.layers.inputLayer({ inputShape: [28, 28, 1] }));
@@ -140,6 +150,7 @@ function architectureModel(seed: number, { widths, head, pointwise }: Architectu
     }
   }
   if (head !== "gap") model.add(tf.layers.flatten());
+  if (dropout) model.add(tf.layers.dropout({ rate: dropout }));
   model.add(tf.layers.dense({
     units: 10,
     activation: "softmax",
@@ -167,7 +178,7 @@ const strongPasses = (epochs: number): TrainOptions => ({ epochs, augment: STRON
 const strongRow = (
   preset: ModelPreset,
   epochs: number,
-  [lever, options]: readonly [string, TrainOptions] | readonly [] = [],
+  [lever, options]: readonly [string, Variant[1]] | readonly [] = [],
 ): Variant => [
   `${preset}, ${epochs} passes, strong augmentation${lever ? `, ${lever}` : ""}`,
   { preset, ...strongPasses(epochs), ...options },
@@ -298,6 +309,10 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
             translate: 0.15,
             elasticProbability: 0.5,
           },
+        }],
+        ["augmentation constant (no decay)", { augmentSchedule: "constant" }],
+        ["dropout 0.2 before the dense layer", {
+          architecture: { widths: [16, 32, [24, 32]], head: "valid", dropout: 0.2 },
         }],
       ] as const).map((lever) => strongRow("deep", 30, lever)),
     ],

@@ -80,8 +80,8 @@ Options:
   --data-dir DIR     folder with the four MNIST files (.gz or not); default:
                      $TINYMNIST_DATA_DIR, then data/<dataset>/, then download
   --dataset NAME     mnist or fashion-mnist (default mnist)
-  --seed N           seed of the weights, shuffling and augmentation
-                     (default 42)
+  --seed N           seed of the weights, shuffling, augmentation and dropout
+                     masks (default 42)
   --out DIR          where to save the model (default ./models); checked before
                      training: elsewhere needs a wider --allow-write, and the
                      error prints the command that grants it

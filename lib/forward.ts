@@ -209,8 +209,8 @@ const dropoutPasses = new WeakMap<tf.layers.Layer, number>();
  * repeat the first pass's mask (one mask per position in the batch); here
  * pass k of a layer seeded s draws its mask with seed s on the first pass
  * and `s:k` after, so the masks change every pass and a model built from
- * the same seed draws the same sequence (so each data-parallel worker's
- * replica draws the same masks for its own shard). Without a seed, the
+ * the same seed draws the same sequence; each data-parallel worker's
+ * replica draws that sequence for its own shard. Without a seed, the
  * layer's own unseeded draw.
  */
 function dropout(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor {

@@ -13,9 +13,10 @@
  *   to `tiny` after each block (against `--set widths --only tiny`);
  * - `--set passes` trains `small` for 30 passes with mild and with strong
  *   augmentation, `small` and `wide` for 60 passes, `deep` and two deeper
- *   architectures for 30 and `deep` for 50, with strong augmentation, then
- *   changes one recipe lever at a time from `deep`'s 30 passes (use it with
- *   `--validation`; `--only` picks rows);
+ *   architectures for 30 and `deep` for 50, 20 and 40, with strong
+ *   augmentation, then changes one recipe lever at a time from `deep`'s 30
+ *   passes (use it with `--validation`; `--only` picks rows; the born-again
+ *   row first trains its teacher);
  * - `--set distillation` trains the 5,058-parameter `mini` preset alone and
  *   distilled from `tiny` (trained first, seed 42, `--teacher-epochs N`
  *   passes, default 1).
@@ -159,10 +160,22 @@ function architectureModel(
   return wrapLayersModel(model, "custom");
 }
 
-/** A variant: recipe options, plus the model and whether a teacher is distilled. */
+/**
+ * A teacher to distil from: a preset trained with `options` from `seed`.
+ * `true` is `tiny` with the default recipe, seed 42, for `--teacher-epochs`
+ * passes.
+ */
+interface Teacher {
+  /** How the teacher's JSON line names it. */
+  name: string;
+  preset: ModelPreset;
+  seed: number;
+  options: TrainOptions;
+}
+/** A variant: recipe options, plus the model and the teacher it is distilled from, if any. */
 type Variant = [
   string,
-  TrainOptions & { preset?: ModelPreset; architecture?: Architecture; distil?: boolean },
+  TrainOptions & { preset?: ModelPreset; architecture?: Architecture; distil?: true | Teacher },
 ];
 /** The block widths written as in the presets' descriptions: `16→32→(24→32)`. */
 const widthsLabel = (widths: Architecture["widths"]) =>
@@ -282,8 +295,9 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
     ] as Variant[]).map(([name, options]) => [name, { preset: "small", ...options }]),
   },
   // Many passes: the mild and the strong augmentation ranges, then twice the passes for the
-  // small and wide presets, then deep, two deeper architectures and 50 passes of deep, then
-  // the recipe's levers from deep's 30 passes (use it with --validation; 4 to 20 minutes a run).
+  // small and wide presets, then deep, two deeper architectures and 50, 20 and 40 passes of deep,
+  // then the recipe's levers from deep's 30 passes (use it with --validation; 4 to 20 minutes a
+  // run).
   passes: {
     seeds: "42",
     variants: [
@@ -295,6 +309,8 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       depthVariant([[8, 16], [24, 32], 32], strongPasses(30)),
       depthVariant([16, 32, [28, 32]], strongPasses(30)),
       strongRow("deep", 50),
+      strongRow("deep", 20),
+      strongRow("deep", 40),
       // Recipe levers for many passes, each changed alone from deep's 30-pass row.
       ...([
         ["no difficult examples", { hardExamples: 0 }],
@@ -313,6 +329,21 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
         ["augmentation constant (no decay)", { augmentSchedule: "constant" }],
         ["dropout 0.2 before the dense layer", {
           architecture: { widths: [16, 32, [24, 32]], head: "valid", dropout: 0.2 },
+        }],
+        ["difficult examples 25%", { hardExamples: 0.25 }],
+        ["batch 32, peak lr 0.02", { batchSize: 32, learningRate: 0.02 }],
+        ["first conv 24 wide (conv 24→32→(24→32))", {
+          architecture: { widths: [24, 32, [24, 32]], head: "valid" },
+        }],
+        // Born-again (Furlanello et al. 2018, arXiv:1805.04770): distilled from a teacher of the
+        // same recipe, seed 7 so that it starts from other weights than the students' seeds.
+        ["born-again: distilled from deep, 30 passes, seed 7 (T 2, α 0.5)", {
+          distil: {
+            name: "deep, 30 passes, strong augmentation",
+            preset: "deep",
+            seed: 7,
+            options: strongPasses(30),
+          },
         }],
       ] as const).map((lever) => strongRow("deep", 30, lever)),
     ],
@@ -397,19 +428,30 @@ const data = !values.validation
   : split === "last"
   ? { train: rows(0, all - HELD_OUT), test: rows(all - HELD_OUT, all) }
   : { train: rows(HELD_OUT, all), test: rows(0, HELD_OUT) };
-let teacher: Classifier | undefined;
-if (variants.some(([, options]) => options.distil)) {
+/** The teachers trained so far, by name: each is trained once, before its first student. */
+const teachers = new Map<string, Classifier>();
+/** The trained teacher a variant's `distil` names. */
+async function teacherOf(distil: true | Teacher): Promise<Classifier> {
   const epochs = Number(values["teacher-epochs"]);
-  teacher = createModel({ seed: 42, preset: "tiny" });
-  await train(teacher, data.train, { seed: 42, epochs });
-  const { accuracy } = await evaluate(teacher, data.test);
-  console.log(
-    JSON.stringify({
-      name: `teacher (tiny, default recipe, ${epochs} epochs)`,
+  const spec: Teacher = distil === true
+    ? {
+      name: `tiny, default recipe, ${epochs} epochs`,
+      preset: "tiny",
       seed: 42,
-      accuracy,
-    }),
-  );
+      options: { epochs },
+    }
+    : distil;
+  let teacher = teachers.get(spec.name);
+  if (!teacher) {
+    teacher = createModel({ seed: spec.seed, preset: spec.preset });
+    const { seconds } = await train(teacher, data.train, { ...spec.options, seed: spec.seed });
+    const { accuracy } = await evaluate(teacher, data.test);
+    console.log(
+      JSON.stringify({ name: `teacher (${spec.name})`, seed: spec.seed, accuracy, seconds }),
+    );
+    teachers.set(spec.name, teacher);
+  }
+  return teacher;
 }
 const accuracies = new Map<string, number[]>();
 let job = 0;
@@ -422,7 +464,7 @@ for (const [name, { preset, architecture, distil, ...options }] of variants) {
     const result = await train(model, data.train, {
       ...options,
       seed,
-      ...(distil ? { teacher } : {}),
+      ...(distil ? { teacher: await teacherOf(distil) } : {}),
     });
     const { accuracy } = await evaluate(model, data.test);
     model.dispose();
@@ -436,4 +478,4 @@ for (const [name, list] of accuracies) {
   const mean = list.reduce((a, b) => a + b, 0) / list.length;
   console.log(JSON.stringify({ name, seeds: list.length, mean, min: Math.min(...list) }));
 }
-teacher?.dispose();
+for (const teacher of teachers.values()) teacher.dispose();

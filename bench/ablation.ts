@@ -160,11 +160,7 @@ function architectureModel(
   return wrapLayersModel(model, "custom");
 }
 
-/**
- * A teacher to distil from: a preset trained with `options` from `seed`.
- * `true` is `tiny` with the default recipe, seed 42, for `--teacher-epochs`
- * passes.
- */
+/** A teacher to distil from: a preset trained with `options` from `seed`. */
 interface Teacher {
   /** How the teacher's JSON line names it. */
   name: string;
@@ -172,7 +168,11 @@ interface Teacher {
   seed: number;
   options: TrainOptions;
 }
-/** A variant: recipe options, plus the model and the teacher it is distilled from, if any. */
+/**
+ * A variant: recipe options, plus the model and the teacher it is distilled
+ * from, if any (`distil: true`: `tiny` with the default recipe, seed 42, for
+ * `--teacher-epochs` passes).
+ */
 type Variant = [
   string,
   TrainOptions & { preset?: ModelPreset; architecture?: Architecture; distil?: true | Teacher },
@@ -332,7 +332,7 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
         }],
         ["difficult examples 25%", { hardExamples: 0.25 }],
         ["batch 32, peak lr 0.02", { batchSize: 32, learningRate: 0.02 }],
-        ["first conv 24 wide (conv 24→32→(24→32))", {
+        ["first conv 24 wide (conv 24→32→(24→32), 24,066 params)", {
           architecture: { widths: [24, 32, [24, 32]], head: "valid" },
         }],
         // Born-again (Furlanello et al. 2018, arXiv:1805.04770): distilled from a teacher of the
@@ -428,7 +428,7 @@ const data = !values.validation
   : split === "last"
   ? { train: rows(0, all - HELD_OUT), test: rows(all - HELD_OUT, all) }
   : { train: rows(HELD_OUT, all), test: rows(0, HELD_OUT) };
-/** The teachers trained so far, by name: each is trained once, before its first student. */
+/** The teachers trained so far, by name and seed: each is trained once, before its first student. */
 const teachers = new Map<string, Classifier>();
 /** The trained teacher a variant's `distil` names. */
 async function teacherOf(distil: true | Teacher): Promise<Classifier> {
@@ -441,7 +441,8 @@ async function teacherOf(distil: true | Teacher): Promise<Classifier> {
       options: { epochs },
     }
     : distil;
-  let teacher = teachers.get(spec.name);
+  const key = `${spec.name}, seed ${spec.seed}`;
+  let teacher = teachers.get(key);
   if (!teacher) {
     teacher = createModel({ seed: spec.seed, preset: spec.preset });
     const { seconds } = await train(teacher, data.train, { ...spec.options, seed: spec.seed });
@@ -449,7 +450,7 @@ async function teacherOf(distil: true | Teacher): Promise<Classifier> {
     console.log(
       JSON.stringify({ name: `teacher (${spec.name})`, seed: spec.seed, accuracy, seconds }),
     );
-    teachers.set(spec.name, teacher);
+    teachers.set(key, teacher);
   }
   return teacher;
 }

@@ -35,7 +35,7 @@
  * @module
  */
 import { parseFlags, usage } from "./_usage.ts";
-import { selectBackend } from "../lib/backend.ts";
+import { BACKEND_ORDER, type BackendName, selectBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/evaluate.ts";
 import { loadMnist } from "../lib/mnist.ts";
 import * as tf from "@tensorflow/tfjs";
@@ -402,15 +402,26 @@ if (variants.length === 0) {
     `expected --only to match a variant of --set ${values.set} (--list without --only names them), got "${values.only}"`,
   );
 }
-if (values.list) {
-  for (const [name] of variants) console.log(name);
-  Deno.exit(0);
-}
 const split = values["validation-split"];
 if (split !== "last" && split !== "first") {
   usage(ACTION, `expected --validation-split to be last or first, got "${split}"`);
 }
-await selectBackend(values.backend as "wasm");
+const teacherEpochs = values["teacher-epochs"]!;
+if (!/^[1-9]\d*$/.test(teacherEpochs) || Number(teacherEpochs) > 10_000) {
+  usage(
+    ACTION,
+    `expected --teacher-epochs to be a whole number from 1 to 10000, got "${teacherEpochs}"`,
+  );
+}
+const backend = values.backend as BackendName;
+if (!BACKEND_ORDER.includes(backend)) {
+  usage(ACTION, `expected --backend to be one of ${BACKEND_ORDER.join(", ")}, got "${backend}"`);
+}
+if (values.list) {
+  for (const [name] of variants) console.log(name);
+  Deno.exit(0);
+}
+await selectBackend(backend);
 const mnist = await loadMnist({ dir: values["data-dir"] });
 // --validation: fit on the first 55,000 training images, score on the last 5,000 (for choices;
 // --validation-split first: score on the first 5,000, fit on the rest); otherwise fit on all
@@ -432,10 +443,10 @@ const data = !values.validation
 const teachers = new Map<string, Classifier>();
 /** The trained teacher a variant's `distil` names. */
 async function teacherOf(distil: true | Teacher): Promise<Classifier> {
-  const epochs = Number(values["teacher-epochs"]);
+  const epochs = Number(teacherEpochs);
   const spec: Teacher = distil === true
     ? {
-      name: `tiny, default recipe, ${epochs} epochs`,
+      name: `tiny, default recipe, ${epochs} ${epochs === 1 ? "pass" : "passes"}`,
       preset: "tiny",
       seed: 42,
       options: { epochs },

@@ -53,7 +53,7 @@ Deno.test("bench:compare refuses a preset the reference lacks and an unknown bac
   }
 });
 
-Deno.test("ablation lists a set's variants (or those --only picks), and refuses an --only that matches none and a bad --part or --seeds", async () => {
+Deno.test("ablation lists a set's variants (or those --only picks), and refuses an --only that matches none and a bad --part, --seeds, --validation-split, --teacher-epochs or --backend", async () => {
   const list = await bench("ablation.ts", ["--set", "depth", "--list"]);
   assert.equal(list.code, 0, list.stderr);
   const names = list.stdout.trim().split("\n");
@@ -88,6 +88,23 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
       [
         ["--seeds", "42,x"],
         'expected --seeds to be whole numbers separated by commas, got "42,x"',
+      ],
+      // Checked before --list answers (so before any training too).
+      [
+        ["--validation-split", "middle", "--list"],
+        'expected --validation-split to be last or first, got "middle"',
+      ],
+      [
+        ["--set", "distillation", "--teacher-epochs", "0", "--list"],
+        'expected --teacher-epochs to be a whole number from 1 to 10000, got "0"',
+      ],
+      [
+        ["--set", "distillation", "--teacher-epochs", "x", "--list"],
+        'expected --teacher-epochs to be a whole number from 1 to 10000, got "x"',
+      ],
+      [
+        ["--backend", "gpu", "--list"],
+        'expected --backend to be one of webgpu, wasm, cpu, got "gpu"',
       ],
     ]
   ) {

@@ -441,17 +441,16 @@ const data = !values.validation
   : { train: rows(HELD_OUT, all), test: rows(0, HELD_OUT) };
 /** The teachers trained so far, by name and seed: each is trained once, before its first student. */
 const teachers = new Map<string, Classifier>();
+/** The teacher of `distil: true`: `tiny`, default recipe, seed 42, `--teacher-epochs` passes. */
+const TINY_TEACHER: Teacher = {
+  name: `tiny, default recipe, ${teacherEpochs} ${teacherEpochs === "1" ? "pass" : "passes"}`,
+  preset: "tiny",
+  seed: 42,
+  options: { epochs: Number(teacherEpochs) },
+};
 /** The trained teacher a variant's `distil` names. */
 async function teacherOf(distil: true | Teacher): Promise<Classifier> {
-  const epochs = Number(teacherEpochs);
-  const spec: Teacher = distil === true
-    ? {
-      name: `tiny, default recipe, ${epochs} ${epochs === 1 ? "pass" : "passes"}`,
-      preset: "tiny",
-      seed: 42,
-      options: { epochs },
-    }
-    : distil;
+  const spec = distil === true ? TINY_TEACHER : distil;
   const key = `${spec.name}, seed ${spec.seed}`;
   let teacher = teachers.get(key);
   if (!teacher) {

@@ -1,11 +1,13 @@
 /**
  * Command-line flags of the bench scripts that take them (`ablation.ts`,
  * `gpu.ts`): parsed with `node:util`, and any usage error printed as one
- * line ("error: Cannot <action>: expected …, got …") with exit code 2.
+ * line ("error: Cannot <action>: expected …, got …") with exit code 2; and
+ * their data, whose absence is one line with exit code 1.
  *
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { loadMnist, type MnistData, MnistDataError } from "../lib/mnist.ts";
 import { usageReason } from "../lib/usage_reason.ts";
 
 /** Print a usage error for `action` in one line and exit with code 2. */
@@ -39,4 +41,20 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
     Deno.exit(0);
   }
   return parsed;
+}
+
+/**
+ * `loadMnist({ dir })` for a bench script's `--data-dir DIR`: data that
+ * cannot be found or read (a `MnistDataError`, e.g. a folder that does not
+ * exist) is printed as one line ("error: Cannot load dataset …") and exits
+ * with code 1, as `deno task train` does; other errors are thrown.
+ */
+export async function loadData(dir: string | undefined): Promise<MnistData> {
+  try {
+    return await loadMnist({ dir });
+  } catch (error) {
+    if (!(error instanceof MnistDataError)) throw error;
+    console.error(`error: ${error.message}`);
+    Deno.exit(1);
+  }
 }

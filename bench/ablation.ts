@@ -34,10 +34,9 @@
  *
  * @module
  */
-import { parseFlags, usage } from "./_usage.ts";
+import { loadData, parseFlags, usage } from "./_usage.ts";
 import { BACKEND_ORDER, type BackendName, selectBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/evaluate.ts";
-import { loadMnist } from "../lib/mnist.ts";
 import * as tf from "@tensorflow/tfjs";
 import {
   type Classifier,
@@ -422,7 +421,7 @@ if (values.list) {
   Deno.exit(0);
 }
 await selectBackend(backend);
-const mnist = await loadMnist({ dir: values["data-dir"] });
+const mnist = await loadData(values["data-dir"]);
 // --validation: fit on the first 55,000 training images, score on the last 5,000 (for choices;
 // --validation-split first: score on the first 5,000, fit on the rest); otherwise fit on all
 // 60,000 and score on the 10,000 test images (for the final figures).

@@ -13,10 +13,9 @@
  *
  * Never part of `deno task test`. Prints two Markdown tables and the ratios.
  */
-import { parseFlags, usage } from "./_usage.ts";
+import { loadData, parseFlags, usage } from "./_usage.ts";
 import { type BackendName, selectBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/evaluate.ts";
-import { loadMnist } from "../lib/mnist.ts";
 import * as tf from "@tensorflow/tfjs";
 import { type Classifier, createModel, layersModelOf, type ModelPreset } from "../lib/model.ts";
 import { train, type TrainOptions } from "../lib/train.ts";
@@ -86,6 +85,8 @@ async function othersBusy(): Promise<number | null> {
     return null;
   }
 }
+// Before the busy check: missing data fails at once.
+const data = await loadData(values["data-dir"]);
 const busy = await othersBusy();
 if (busy !== null && busy > 0.1) {
   console.error(
@@ -95,7 +96,6 @@ if (busy !== null && busy > 0.1) {
       "both sides will be slower by different amounts, so the ratios are off. Run it alone.",
   );
 }
-const data = await loadMnist({ dir: values["data-dir"] });
 
 interface Row {
   name: string;

@@ -24,9 +24,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { BACKEND_ORDER, type BackendName, selectBackend } from "../lib/backend.ts";
-import { parseFlags, usage } from "./_usage.ts";
+import { loadData, parseFlags, usage } from "./_usage.ts";
 import { evaluate } from "../lib/evaluate.ts";
-import { loadMnist } from "../lib/mnist.ts";
 import { createModel } from "../lib/model.ts";
 import { train } from "../lib/train.ts";
 
@@ -58,7 +57,7 @@ const unknown = backends.find((name) => !BACKEND_ORDER.includes(name));
 if (unknown !== undefined) {
   usage(ACTION, `expected --backends to list ${BACKEND_ORDER.join(", ")}, got "${unknown}"`);
 }
-const data = await loadMnist({ dir: values["data-dir"] });
+const data = await loadData(values["data-dir"]);
 const subset = {
   count: images,
   images: data.train.images.subarray(0, images * 784),

@@ -113,3 +113,29 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
     assert.equal(stderr, `error: Cannot run the ablation: ${message} (see --help)\n`);
   }
 });
+
+Deno.test("bench scripts given a --data-dir that does not exist answer one line, no stack trace, exit code 1", async () => {
+  const dir = await Deno.makeTempDir();
+  const missing = `${dir}/no-such-folder`;
+  try {
+    for (
+      const [script, args] of [
+        ["ablation.ts", ["--set", "widths", "--only", "tiny", "--seeds", "42"]],
+        ["compare.ts", ["--backends", "wasm"]],
+        ["gpu.ts", ["--backends", "wasm"]],
+      ] as const
+    ) {
+      const { code, stdout, stderr } = await bench(script, [...args, "--data-dir", missing]);
+      assert.equal(code, 1, `${script}: ${stdout}${stderr}`);
+      const lines = stderr.trimEnd().split("\n");
+      assert.equal(
+        lines.at(-1),
+        `error: Cannot load dataset "mnist": expected a folder at "${missing}", got none`,
+        `${script}: ${stderr}`,
+      );
+      assert.doesNotMatch(stderr, /^\s+at /m, `${script}: ${stderr}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -35,6 +35,7 @@
  * @module
  */
 import { loadData, parseFlags, usage } from "./_usage.ts";
+import { seedSummary } from "./_seed_summary.ts";
 import { BACKEND_ORDER, type BackendName, selectBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/evaluate.ts";
 import * as tf from "@tensorflow/tfjs";
@@ -484,8 +485,5 @@ for (const [name, { preset, architecture, distil, ...options }] of variants) {
     accuracies.set(name, [...accuracies.get(name) ?? [], accuracy]);
   }
 }
-for (const [name, list] of accuracies) {
-  const mean = list.reduce((a, b) => a + b, 0) / list.length;
-  console.log(JSON.stringify({ name, seeds: list.length, mean, min: Math.min(...list) }));
-}
+for (const [name, list] of accuracies) console.log(JSON.stringify(seedSummary(name, list)));
 for (const teacher of teachers.values()) teacher.dispose();

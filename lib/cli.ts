@@ -61,7 +61,9 @@ Options:
   --workers N        data-parallel wasm workers, 0 for this thread only
                      (default 2 on wasm, 0 on webgpu and cpu)
   --teacher PATH     distil this trained model into the new one (soft targets
-                     at temperature 2, weight 0.5; e.g. with --preset mini)
+                     at temperature 2, weight 0.5; e.g. with --preset mini);
+                     the loss shown is then the distillation loss,
+                     0.5·2²·CE(soft targets) + 0.5·CE(labels)
   --augment NAME     mild or strong augmentation of training batches, its
                      strength decaying to 0 over the run (default mild: ±10°
                      rotation, ±10% shift, elastic on 20% of images; strong:
@@ -520,9 +522,9 @@ async function trainCommand(args: string[]): Promise<number> {
     },
     onEpochEnd: (e) =>
       say(
-        `epoch ${e.epoch + 1}/${epochs}: mean loss ${e.loss.toFixed(4)}, ${
-          e.seconds.toFixed(1)
-        } s of steps, ${e.imagesPerSecond.toFixed(0)} img/s`,
+        `epoch ${e.epoch + 1}/${epochs}: mean ${teacher ? "distillation loss" : "loss"} ${
+          e.loss.toFixed(4)
+        }, ${e.seconds.toFixed(1)} s of steps, ${e.imagesPerSecond.toFixed(0)} img/s`,
       ),
   });
   say(

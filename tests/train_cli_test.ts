@@ -2,12 +2,14 @@
  * `deno task train --report DIR --logdir DIR` end to end, in process: one
  * real pass, then the report (opened from disk in headless Chromium: every
  * figure renders, no console errors), the TensorBoard event file and the
- * model card of the saved model.
+ * model card of the saved model; and `--teacher`, which distils the shared
+ * trained model into `mini` and says that its loss is the distillation loss.
  */
 import assert from "node:assert/strict";
 import { loadModel } from "../lib/io.ts";
 import { runBrowser } from "./_browser.ts";
 import { runCli } from "./_cli.ts";
+import { trainedModel } from "./_trained.ts";
 
 Deno.test("train --report --logdir writes a report Chromium renders, TensorBoard events and a model card", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tinymnist-train-cli-" });
@@ -110,4 +112,30 @@ Deno.test("train --report --logdir writes a report Chromium renders, TensorBoard
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("train --teacher distils a saved model into mini and names its loss the distillation loss", async () => {
+  const dataDir = Deno.env.get("TINYMNIST_DATA_DIR");
+  assert.ok(dataDir, "this test needs TINYMNIST_DATA_DIR (../shared/mnist, as .ci/run sets it)");
+  const { path } = await trainedModel();
+  const { code, stdout, stderr } = await runCli([
+    "train",
+    "--preset",
+    "mini",
+    "--teacher",
+    path,
+    "--backend",
+    "wasm",
+    "--data-dir",
+    dataDir,
+    "--no-save",
+    "--json",
+  ]);
+  assert.equal(code, 0, stderr);
+  const summary = JSON.parse(stdout.split("\n").at(-1)!);
+  assert.equal(summary.params, 5058);
+  assert.ok(summary.testAccuracy >= 0.98, String(summary.testAccuracy));
+  assert.match(stderr, /^teacher: .* \(tiny, 17,018 /m);
+  // Its loss adds the T²-weighted soft term, so it is not the label loss of a run without one.
+  assert.match(stderr, /^epoch 1\/1: mean distillation loss \d\.\d{4}, /m);
 });

@@ -315,6 +315,7 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
       ...([
         ["no difficult examples", { hardExamples: 0 }],
         ["peak lr 0.015", { learningRate: 0.015 }],
+        ["peak lr 0.05", { learningRate: 0.05 }],
         ["label smoothing 0", { labelSmoothing: 0 }],
         ["label smoothing 0.2", { labelSmoothing: 0.2 }],
         ["batch 128, peak lr 0.045", { batchSize: 128, learningRate: 0.045 }],

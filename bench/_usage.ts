@@ -1,8 +1,10 @@
 /**
  * Command-line flags of the bench scripts that take them (`ablation.ts`,
- * `gpu.ts`): parsed with `node:util`, and any usage error printed as one
- * line ("error: Cannot <action>: expected …, got …") with exit code 2; and
- * their data, whose absence is one line with exit code 1.
+ * `compare.ts`, `gpu.ts`, `pool_step.ts`, `step_profile.ts`): parsed with
+ * `node:util`, and any usage error printed as one line ("error: Cannot
+ * <action>: expected …, got …") with exit code 2; and the data of those that
+ * train (`ablation.ts`, `compare.ts`, `gpu.ts`), whose absence is one line
+ * with exit code 1.
  *
  * @module
  */

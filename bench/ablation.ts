@@ -76,7 +76,8 @@ seconds as JSON lines, then the mean and min per variant. Sets: ablation
 (default), tuning, widths, levers, passes, depth, distillation. --only runs the
 variant named TEXT, else those whose name contains TEXT (--list prints the
 names of the variants that would run, and runs none); --part K/N
-runs the jobs K, K + N, K + 2N, ... (K from 0 to N - 1) of the set.`,
+runs the jobs K, K + N, K + 2N, ... (K from 0 to N - 1) of the set, a job
+being one variant and one seed.`,
 );
 const partMatch = /^(\d+)\/(\d+)$/.exec(values.part!);
 const [part, parts] = partMatch ? [Number(partMatch[1]), Number(partMatch[2])] : [NaN, NaN];
@@ -386,6 +387,13 @@ if (!/^\d+(,\d+)*$/.test(seedList)) {
   usage(ACTION, `expected --seeds to be whole numbers separated by commas, got "${seedList}"`);
 }
 const seeds = seedList.split(",").map(Number);
+// Seeds `train` accepts (0 to 2^53 − 1), each once: a repeated seed would count twice in the mean.
+if (!seeds.every(Number.isSafeInteger) || new Set(seeds).size < seeds.length) {
+  usage(
+    ACTION,
+    `expected --seeds to be distinct whole numbers up to ${Number.MAX_SAFE_INTEGER}, got "${seedList}"`,
+  );
+}
 if (values.only === "") {
   usage(
     ACTION,
@@ -418,8 +426,18 @@ const backend = values.backend as BackendName;
 if (!BACKEND_ORDER.includes(backend)) {
   usage(ACTION, `expected --backend to be one of ${BACKEND_ORDER.join(", ")}, got "${backend}"`);
 }
+// The jobs are the variants' seeds in order; --part K/N runs jobs K, K + N, …
+const inPart = (v: number) => seeds.some((_, s) => (v * seeds.length + s) % parts === part);
+if (!variants.some((_, v) => inPart(v))) {
+  usage(
+    ACTION,
+    `expected --part to pick at least one of the ${
+      variants.length * seeds.length
+    } jobs (variants × seeds), got "${values.part}"`,
+  );
+}
 if (values.list) {
-  for (const [name] of variants) console.log(name);
+  for (const [v, [name]] of variants.entries()) if (inPart(v)) console.log(name);
   Deno.exit(0);
 }
 await selectBackend(backend);

@@ -89,6 +89,18 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
         ["--seeds", "42,x"],
         'expected --seeds to be whole numbers separated by commas, got "42,x"',
       ],
+      [
+        ["--seeds", "99999999999999999999", "--list"],
+        'expected --seeds to be distinct whole numbers up to 9007199254740991, got "99999999999999999999"',
+      ],
+      [
+        ["--seeds", "42,42", "--list"],
+        'expected --seeds to be distinct whole numbers up to 9007199254740991, got "42,42"',
+      ],
+      [
+        ["--set", "passes", "--only", "peak lr 0.05", "--seeds", "42", "--part", "1/2", "--list"],
+        'expected --part to pick at least one of the 1 jobs (variants × seeds), got "1/2"',
+      ],
       // Checked before --list answers (so before any training too).
       [
         ["--validation-split", "middle", "--list"],

@@ -262,6 +262,12 @@ function integer(name: string, value: string | undefined, fallback: number, min 
   if (!Number.isInteger(n) || n < min) {
     throw new UsageError(`expected --${name} to be an integer ≥ ${min}, got "${value}"`);
   }
+  // Above 2^53 − 1 a number is no longer exact (and `train` refuses such a seed).
+  if (!Number.isSafeInteger(n)) {
+    throw new UsageError(
+      `expected --${name} to be an integer from ${min} to ${Number.MAX_SAFE_INTEGER}, got "${value}"`,
+    );
+  }
   return n;
 }
 
@@ -452,12 +458,19 @@ async function trainCommand(args: string[]): Promise<number> {
   for (const { path, action } of folders) await checkSaveFolder(path, action);
   // A teacher that is not there is bad usage, found before any long work.
   if (values.teacher !== undefined) {
-    try {
-      await Deno.stat(values.teacher);
-    } catch {
-      throw new UsageError(
-        `expected --teacher to be a saved model folder or its .json file, got "${values.teacher}", which does not exist`,
-      );
+    const expected = "expected --teacher to be a saved model folder or its .json file";
+    const teacherPath = values.teacher;
+    const stat = await Deno.stat(teacherPath).catch(() => null);
+    if (!stat) {
+      throw new UsageError(`${expected}, got "${teacherPath}", which does not exist`);
+    }
+    if (stat.isFile && !teacherPath.endsWith(".json")) {
+      throw new UsageError(`${expected}, got "${teacherPath}", a file that is not .json`);
+    }
+    if (
+      stat.isDirectory && !(await Deno.stat(`${teacherPath}/model.json`).catch(() => null))?.isFile
+    ) {
+      throw new UsageError(`${expected}, got "${teacherPath}", a folder without model.json`);
     }
   }
 

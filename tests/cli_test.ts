@@ -66,6 +66,18 @@ for (
       'error: Cannot train: expected --teacher to be a saved model folder or its .json file, got "/nonexistent/model", which does not exist (see --help)',
     ],
     [
+      ["--teacher", "README.md"],
+      'error: Cannot train: expected --teacher to be a saved model folder or its .json file, got "README.md", a file that is not .json (see --help)',
+    ],
+    [
+      ["--teacher", "docs"],
+      'error: Cannot train: expected --teacher to be a saved model folder or its .json file, got "docs", a folder without model.json (see --help)',
+    ],
+    [
+      ["--seed", "9007199254740992"],
+      'error: Cannot train: expected --seed to be an integer from 0 to 9007199254740991, got "9007199254740992" (see --help)',
+    ],
+    [
       ["--augment", "heavy"],
       'error: Cannot train: expected --augment to be one of mild, strong, got "heavy" (see --help)',
     ],

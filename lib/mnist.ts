@@ -313,13 +313,13 @@ export async function loadMnist(
     const found = await findFiles(options.dir);
     if (found.missing.length > 0) {
       const folder = JSON.stringify(options.dir);
-      const exists = await Deno.stat(options.dir).then((s) => s.isDirectory, () => false);
+      const stat = await Deno.stat(options.dir).catch(() => null);
       throw new MnistDataError(
-        exists
+        stat?.isDirectory
           ? `${ctx.prefix}: expected ${
             found.missing.map((name) => `${name}.gz`).join(", ")
           } (gzipped or uncompressed) in ${folder}, got none`
-          : `${ctx.prefix}: expected a folder at ${folder}, got none`,
+          : `${ctx.prefix}: expected a folder at ${folder}, got ${stat ? "a file" : "none"}`,
       );
     }
     return build(ctx, await readAll(ctx, found.files), options.dir);

@@ -383,7 +383,7 @@ Deno.test("no data and every mirror failing names every directory searched", asy
   });
 });
 
-Deno.test("an explicit dir without the files is an error, not a download", async () => {
+Deno.test("an explicit dir without the files, or a file instead, is an error, not a download", async () => {
   await withTempDir(async (tmp) => {
     await Deno.writeFile(`${tmp}/train-labels-idx1-ubyte`, makeLabelsIdx([1]));
     const fetch = fakeFetch(() => new Response(null, { status: 500 }));
@@ -398,6 +398,12 @@ Deno.test("an explicit dir without the files is an error, not a download", async
       loadMnist({ dir: `${tmp}/nope`, fetch }),
       MnistDataError,
       `Cannot load dataset "mnist": expected a folder at "${tmp}/nope", got none`,
+    );
+    // A file where the folder should be is named as one.
+    await assertRejectsWith(
+      loadMnist({ dir: `${tmp}/train-labels-idx1-ubyte`, fetch }),
+      MnistDataError,
+      `Cannot load dataset "mnist": expected a folder at "${tmp}/train-labels-idx1-ubyte", got a file`,
     );
     assert.deepEqual(fetch.urls, []);
     assert.deepEqual(await list(tmp), ["train-labels-idx1-ubyte"]);

@@ -329,6 +329,9 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
           },
         }],
         ["augmentation constant (no decay)", { augmentSchedule: "constant" }],
+        ["elastic distortion on 70% of images (strong: 40%)", {
+          augment: { ...STRONG_AUGMENTATION, elasticProbability: 0.7 },
+        }],
         ["dropout 0.2 before the dense layer", {
           architecture: { widths: [16, 32, [24, 32]], head: "valid", dropout: 0.2 },
         }],

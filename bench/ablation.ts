@@ -434,9 +434,9 @@ const inPart = (v: number) => seeds.some((_, s) => (v * seeds.length + s) % part
 if (!variants.some((_, v) => inPart(v))) {
   usage(
     ACTION,
-    `expected --part to pick at least one of the ${
+    `expected --part K/N to pick a job, K below the number of jobs (variants × seeds: ${
       variants.length * seeds.length
-    } jobs (variants × seeds), got "${values.part}"`,
+    }), got "${values.part}"`,
   );
 }
 if (values.list) {

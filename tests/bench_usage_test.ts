@@ -99,7 +99,7 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
       ],
       [
         ["--set", "passes", "--only", "peak lr 0.05", "--seeds", "42", "--part", "1/2", "--list"],
-        'expected --part to pick at least one of the 1 jobs (variants × seeds), got "1/2"',
+        'expected --part K/N to pick a job, K below the number of jobs (variants × seeds: 1), got "1/2"',
       ],
       // Checked before --list answers (so before any training too).
       [

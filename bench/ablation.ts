@@ -430,7 +430,8 @@ if (!BACKEND_ORDER.includes(backend)) {
   usage(ACTION, `expected --backend to be one of ${BACKEND_ORDER.join(", ")}, got "${backend}"`);
 }
 // The jobs are the variants' seeds in order; --part K/N runs jobs K, K + N, …
-const inPart = (v: number) => seeds.some((_, s) => (v * seeds.length + s) % parts === part);
+const isJob = (v: number, s: number) => (v * seeds.length + s) % parts === part;
+const inPart = (v: number) => seeds.some((_, s) => isJob(v, s));
 if (!variants.some((_, v) => inPart(v))) {
   usage(
     ACTION,
@@ -487,10 +488,9 @@ async function teacherOf(distil: true | Teacher): Promise<Classifier> {
   return teacher;
 }
 const accuracies = new Map<string, number[]>();
-let job = 0;
-for (const [name, { preset, architecture, distil, ...options }] of variants) {
-  for (const seed of seeds) {
-    if (job++ % parts !== part) continue;
+for (const [v, [name, { preset, architecture, distil, ...options }]] of variants.entries()) {
+  for (const [s, seed] of seeds.entries()) {
+    if (!isJob(v, s)) continue;
     const model = architecture
       ? architectureModel(seed, architecture)
       : createModel({ seed, preset });

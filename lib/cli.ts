@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { BACKEND_ORDER, type BackendPreference, selectBackend } from "./backend.ts";
 import { evaluate, robustness, ROBUSTNESS_IMAGES } from "./evaluate.ts";
 import { parallelClassifier } from "./parallel_classifier.ts";
-import { loadModel, newestModel, saveModel } from "./io.ts";
+import { loadModel, modelJsonPath, newestModel, saveModel } from "./io.ts";
 import { decodeImage, encodePng } from "./image_file.ts";
 import { IMAGE_PIXELS, NUM_CLASSES } from "./images.ts";
 import { formatModelCard, VERSION } from "./model_card.ts";
@@ -464,13 +464,14 @@ async function trainCommand(args: string[]): Promise<number> {
     if (!stat) {
       throw new UsageError(`${expected}, got "${teacherPath}", which does not exist`);
     }
-    if (stat.isFile && !teacherPath.endsWith(".json")) {
-      throw new UsageError(`${expected}, got "${teacherPath}", a file that is not .json`);
-    }
-    if (
-      stat.isDirectory && !(await Deno.stat(`${teacherPath}/model.json`).catch(() => null))?.isFile
-    ) {
-      throw new UsageError(`${expected}, got "${teacherPath}", a folder without model.json`);
+    // The file loadModel will read must be there.
+    const json = await Deno.stat(await modelJsonPath(teacherPath)).catch(() => null);
+    if (!json?.isFile) {
+      throw new UsageError(
+        `${expected}, got "${teacherPath}", ${
+          stat.isDirectory ? "a folder without model.json" : "a file that is not .json"
+        }`,
+      );
     }
   }
 

@@ -232,6 +232,20 @@ interface ManifestGroup {
 }
 
 /**
+ * The JSON file {@linkcode loadModel} reads for `path`: the path itself when
+ * it ends in ".json" and is not a folder, else `model.json` inside it.
+ * Internal.
+ *
+ * @param path A saved model's folder or its .json file.
+ * @returns The path of the model's JSON file (which may not exist).
+ */
+export async function modelJsonPath(path: string): Promise<string> {
+  const isFolder = !path.endsWith(".json") ||
+    (await Deno.stat(path).then((info) => info.isDirectory, () => false));
+  return isFolder ? join(path, "model.json") : path;
+}
+
+/**
  * Load a classifier in the TensorFlow.js layers format: what
  * {@linkcode saveModel} writes, or what the TensorFlow.js converter and
  * `model.save("file://…")` write (`group1-shard1of1.bin`, several shards,
@@ -262,9 +276,7 @@ export async function loadModel(path: string): Promise<Classifier> {
     throw new TypeError(`Cannot load model: expected a path, got ${JSON.stringify(path)}`);
   }
   ensureBackend();
-  const isFolder = !path.endsWith(".json") ||
-    (await Deno.stat(path).then((info) => info.isDirectory, () => false));
-  const jsonPath = isFolder ? join(path, "model.json") : path;
+  const jsonPath = await modelJsonPath(path);
   const dir = dirname(jsonPath);
   const fail = (detail: string) => new ModelFileError(`Cannot load model "${path}": ${detail}`);
   const read = async (file: string, what: string): Promise<Uint8Array> => {

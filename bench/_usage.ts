@@ -10,6 +10,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { loadMnist, type MnistData, MnistDataError } from "../lib/mnist.ts";
+import { joinNegativeValues } from "../lib/join_negative_values.ts";
 import { usageReason } from "../lib/usage_reason.ts";
 
 /** Print a usage error for `action` in one line and exit with code 2. */
@@ -21,7 +22,8 @@ export function usage(action: string, message: string): never {
 /**
  * Parse `Deno.args` with the given options and `--help`, which prints `help`
  * and exits with code 0; an unknown flag, a missing value or an argument is a
- * usage error for `action` (the task's name is `command`).
+ * usage error for `action` (the task's name is `command`). A negative number
+ * after a flag (`--seeds -1`) is that flag's value, for the script to check.
  */
 export function parseFlags<T extends ParseArgsConfig["options"]>(
   action: string,
@@ -32,7 +34,7 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
   let parsed;
   try {
     parsed = parseArgs({
-      args: Deno.args,
+      args: joinNegativeValues(Deno.args),
       options: { ...options, help: { type: "boolean", default: false } },
     });
   } catch (error) {

@@ -28,9 +28,10 @@
  * Deno.bench file: run it with `deno task ablation`, one process at a time
  * (training already uses both cores on wasm); `--part K/N` runs every N-th
  * job from job K (K from 0), `--only NAME` the variant named NAME, else the
- * variants whose name contains NAME (`--list` prints the names of those
- * that would run), `--seeds` the seeds. A bad flag, or an `--only` that is
- * empty or matches nothing, prints one line and exits with code 2.
+ * variants whose name contains NAME, in either case (given more than once,
+ * the variants any of them picks; `--list` prints the names of those that
+ * would run), `--seeds` the seeds. A bad flag, or an `--only` that is empty
+ * or matches nothing, prints one line and exits with code 2.
  *
  * @module
  */
@@ -57,7 +58,7 @@ const { values } = parseFlags(
     part: { type: "string", default: "0/1" },
     seeds: { type: "string" },
     set: { type: "string", default: "ablation" },
-    only: { type: "string" },
+    only: { type: "string", multiple: true },
     list: { type: "boolean", default: false },
     backend: { type: "string", default: "wasm" },
     validation: { type: "boolean", default: false },
@@ -74,10 +75,10 @@ TINYMNIST_DATA_DIR says, else the cache or a download), one run at a time, and
 print each run's test (or, with --validation, validation) accuracy and
 seconds as JSON lines, then the mean and min per variant. Sets: ablation
 (default), tuning, widths, levers, passes, depth, distillation. --only runs the
-variant named TEXT, else those whose name contains TEXT (--list prints the
-names of the variants that would run, and runs none); --part K/N
-runs the jobs K, K + N, K + 2N, ... (K from 0 to N - 1) of the set, a job
-being one variant and one seed.`,
+variant named TEXT, else those whose name contains TEXT, in either case (repeat
+it to run what each picks; --list prints the names of the variants that would
+run, and runs none); --part K/N runs the jobs K, K + N, K + 2N, ... (K from 0
+to N - 1) of the set, a job being one variant and one seed.`,
 );
 const partMatch = /^(\d+)\/(\d+)$/.exec(values.part!);
 const [part, parts] = partMatch ? [Number(partMatch[1]), Number(partMatch[2])] : [NaN, NaN];
@@ -397,23 +398,37 @@ if (!seeds.every(Number.isSafeInteger) || new Set(seeds).size < seeds.length) {
     `expected --seeds to be distinct whole numbers up to ${Number.MAX_SAFE_INTEGER}, got "${seedList}"`,
   );
 }
-if (values.only === "") {
+const onlys = values.only ?? [];
+if (onlys.includes("")) {
   usage(
     ACTION,
     'expected --only to be part of a variant\'s name, got "" (it would run the whole set)',
   );
 }
-// A name given whole runs that variant alone, even when other names contain it.
-const exact = chosen.variants.filter(([name]) => name === values.only);
-const variants = exact.length > 0
-  ? exact
-  : chosen.variants.filter(([name]) => !values.only || name.includes(values.only));
-if (variants.length === 0) {
-  usage(
-    ACTION,
-    `expected --only to match a variant of --set ${values.set} (--list without --only names them), got "${values.only}"`,
-  );
+/**
+ * The variants an `--only TEXT` picks, in either case: the one named TEXT
+ * alone (even when other names contain it), else those whose name contains it.
+ */
+function picks(text: string): Variant[] {
+  const fold = (name: string) => name.toLowerCase();
+  const exact = chosen.variants.filter(([name]) => fold(name) === fold(text));
+  return exact.length > 0
+    ? exact
+    : chosen.variants.filter(([name]) => fold(name).includes(fold(text)));
 }
+for (const text of onlys) {
+  if (picks(text).length === 0) {
+    usage(
+      ACTION,
+      `expected --only to match a variant of --set ${values.set} (--list without --only names them), got "${text}"`,
+    );
+  }
+}
+// In the set's order, each once: what any --only picks, or the whole set.
+const picked = new Set(onlys.flatMap(picks));
+const variants = onlys.length === 0
+  ? chosen.variants
+  : chosen.variants.filter((variant) => picked.has(variant));
 const split = values["validation-split"];
 if (split !== "last" && split !== "first") {
   usage(ACTION, `expected --validation-split to be last or first, got "${split}"`);
@@ -462,6 +477,8 @@ const data = !values.validation
   : split === "last"
   ? { train: rows(0, all - HELD_OUT), test: rows(all - HELD_OUT, all) }
   : { train: rows(HELD_OUT, all), test: rows(0, HELD_OUT) };
+/** Seconds to the millisecond, as printed (so 11.975, not 11.974971268). */
+const toMs = (seconds: number) => Number(seconds.toFixed(3));
 /** The teachers trained so far, by name and seed: each is trained once, before its first student. */
 const teachers = new Map<string, Classifier>();
 /** The teacher of `distil: true`: `tiny`, default recipe, seed 42, `--teacher-epochs` passes. */
@@ -481,7 +498,12 @@ async function teacherOf(distil: true | Teacher): Promise<Classifier> {
     const { seconds } = await train(teacher, data.train, { ...spec.options, seed: spec.seed });
     const { accuracy } = await evaluate(teacher, data.test);
     console.log(
-      JSON.stringify({ name: `teacher (${spec.name})`, seed: spec.seed, accuracy, seconds }),
+      JSON.stringify({
+        name: `teacher (${spec.name})`,
+        seed: spec.seed,
+        accuracy,
+        seconds: toMs(seconds),
+      }),
     );
     teachers.set(key, teacher);
   }
@@ -502,7 +524,7 @@ for (const [v, [name, { preset, architecture, distil, ...options }]] of variants
     const { accuracy } = await evaluate(model, data.test);
     model.dispose();
     console.log(
-      JSON.stringify({ name, seed, params: model.params, accuracy, seconds: result.seconds }),
+      JSON.stringify({ name, seed, params: model.params, accuracy, seconds: toMs(result.seconds) }),
     );
     accuracies.set(name, [...accuracies.get(name) ?? [], accuracy]);
   }

@@ -6,6 +6,7 @@
  */
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
+import { joinNegativeValues } from "./join_negative_values.ts";
 import { BACKEND_ORDER, type BackendPreference, selectBackend } from "./backend.ts";
 import { evaluate, robustness, ROBUSTNESS_IMAGES } from "./evaluate.ts";
 import { parallelClassifier } from "./parallel_classifier.ts";
@@ -1012,29 +1013,6 @@ async function previewCommand(args: string[]): Promise<number> {
   await Deno.rename(temp, out);
   console.log(`wrote ${out}: rows ${PREVIEW_ROWS.join(", ")}`);
   return 0;
-}
-
-/**
- * The arguments with each `--name VALUE` whose value is a negative number
- * written as `--name=VALUE`: node:util's parser would otherwise read `-1`
- * as an option and call the argument ambiguous, where the user means the
- * number (which the command then checks like any other value).
- */
-function joinNegativeValues(args: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const next = args[i + 1];
-    if (
-      /^--[\w-]+$/.test(args[i]) && next !== undefined &&
-      /^-(\d|\.\d|Infinity$)/.test(next)
-    ) {
-      out.push(`${args[i]}=${next}`);
-      i++;
-    } else {
-      out.push(args[i]);
-    }
-  }
-  return out;
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * The measurement scripts' command lines: each answers --help with exit code
  * 0, and a bad flag or value with one line ending "(see --help)" and exit
- * code 2, before it loads data or trains anything.
+ * code 2, before it loads data or trains anything; and one ablation run from
+ * start to end.
  */
 import assert from "node:assert/strict";
 
@@ -72,11 +73,27 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
   );
   assert.ok(levers.length >= 2, passes.stdout);
   assert.deepEqual(part.stdout.trim().split("\n"), levers);
+  // In either case; given twice, what each picks, in the set's order.
+  const upper = await only("PEAK LR 0.05");
+  assert.equal(upper.stdout, "deep, 30 passes, strong augmentation, peak lr 0.05\n", upper.stderr);
+  const both = await bench("ablation.ts", [
+    ...["--set", "passes", "--only", "label smoothing 0.2", "--only", "peak lr 0.05", "--list"],
+  ]);
+  assert.equal(
+    both.stdout,
+    "deep, 30 passes, strong augmentation, peak lr 0.05\n" +
+      "deep, 30 passes, strong augmentation, label smoothing 0.2\n",
+    both.stderr,
+  );
   for (
     const [args, message] of [
       [
         ["--set", "depth", "--only", "no such row"],
         'expected --only to match a variant of --set depth (--list without --only names them), got "no such row"',
+      ],
+      [
+        ["--set", "passes", "--only", "peak lr 0.05", "--only", "no such row", "--list"],
+        'expected --only to match a variant of --set passes (--list without --only names them), got "no such row"',
       ],
       [
         ["--set", "passes", "--only", "", "--list"],
@@ -89,6 +106,8 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
         ["--seeds", "42,x"],
         'expected --seeds to be whole numbers separated by commas, got "42,x"',
       ],
+      // A negative number is the flag's value, not an option of its own.
+      [["--seeds", "-1"], 'expected --seeds to be whole numbers separated by commas, got "-1"'],
       [
         ["--seeds", "99999999999999999999", "--list"],
         'expected --seeds to be distinct whole numbers up to 9007199254740991, got "99999999999999999999"',
@@ -124,6 +143,29 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
     assert.equal(code, 2, stdout + stderr);
     assert.equal(stderr, `error: Cannot run the ablation: ${message} (see --help)\n`);
   }
+});
+
+Deno.test("ablation trains the variant --only picks and prints a JSON line per run, seconds to the millisecond, then the variant's mean and min", async () => {
+  const run = await bench("ablation.ts", [
+    ...["--set", "distillation", "--only", "MINI ALONE", "--seeds", "42", "--validation"],
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const lines = run.stdout.split("\n").filter((line) => line.startsWith("{"));
+  assert.equal(lines.length, 2, run.stdout);
+  const result = JSON.parse(lines[0]);
+  assert.deepEqual(Object.keys(result), ["name", "seed", "params", "accuracy", "seconds"]);
+  assert.equal(result.name, "mini alone");
+  assert.equal(result.seed, 42);
+  assert.equal(result.params, 5_058);
+  assert.ok(result.accuracy > 0.97 && result.accuracy <= 1, lines[0]);
+  assert.ok(result.seconds > 0, lines[0]);
+  assert.match(lines[0], /"seconds":\d+(\.\d{1,3})?}$/);
+  assert.deepEqual(JSON.parse(lines[1]), {
+    name: "mini alone",
+    seeds: 1,
+    mean: result.accuracy,
+    min: result.accuracy,
+  });
 });
 
 Deno.test("bench scripts given a --data-dir that does not exist answer one line, no stack trace, exit code 1", async () => {

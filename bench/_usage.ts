@@ -33,10 +33,8 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
 ) {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: joinNegativeValues(Deno.args),
-      options: { ...options, help: { type: "boolean", default: false } },
-    });
+    const all = { ...options, help: { type: "boolean" as const, default: false } };
+    parsed = parseArgs({ args: joinNegativeValues(Deno.args, all), options: all });
   } catch (error) {
     usage(action, usageReason(error as Error, command));
   }

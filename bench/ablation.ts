@@ -28,10 +28,12 @@
  * Deno.bench file: run it with `deno task ablation`, one process at a time
  * (training already uses both cores on wasm); `--part K/N` runs every N-th
  * job from job K (K from 0), `--only NAME` the variant named NAME, else the
- * variants whose name contains NAME, in either case (given more than once,
- * the variants any of them picks; `--list` prints the names of those that
- * would run), `--seeds` the seeds. A bad flag, or an `--only` that is empty
- * or matches nothing, prints one line and exits with code 2.
+ * variants whose name contains NAME, ignoring letter case (given more than
+ * once, the variants any of them picks, each once, in the set's order;
+ * `--list` prints the names of those that would run), `--seeds` the seeds
+ * (distinct whole numbers ≥ 0; each set has its own default). A bad flag, or
+ * an `--only` that is blank or matches nothing, prints one line and exits
+ * with code 2.
  *
  * @module
  */
@@ -75,10 +77,12 @@ TINYMNIST_DATA_DIR says, else the cache or a download), one run at a time, and
 print each run's test (or, with --validation, validation) accuracy and
 seconds as JSON lines, then the mean and min per variant. Sets: ablation
 (default), tuning, widths, levers, passes, depth, distillation. --only runs the
-variant named TEXT, else those whose name contains TEXT, in either case (repeat
-it to run what each picks; --list prints the names of the variants that would
-run, and runs none); --part K/N runs the jobs K, K + N, K + 2N, ... (K from 0
-to N - 1) of the set, a job being one variant and one seed.`,
+variant named TEXT, else those whose name contains TEXT, ignoring letter case
+(given more than once, what any of them picks, each once, in the set's order;
+--list prints the names of the variants that would run, and runs none);
+--seeds are distinct whole numbers ≥ 0 (each set has its own default);
+--part K/N runs the jobs K, K + N, K + 2N, ... (K from 0 to N - 1) of the
+set, a job being one variant and one seed.`,
 );
 const partMatch = /^(\d+)\/(\d+)$/.exec(values.part!);
 const [part, parts] = partMatch ? [Number(partMatch[1]), Number(partMatch[2])] : [NaN, NaN];
@@ -399,14 +403,15 @@ if (!seeds.every(Number.isSafeInteger) || new Set(seeds).size < seeds.length) {
   );
 }
 const onlys = values.only ?? [];
-if (onlys.includes("")) {
+const blank = onlys.find((text) => text.trim() === "");
+if (blank !== undefined) {
   usage(
     ACTION,
-    'expected --only to be part of a variant\'s name, got "" (it would run the whole set)',
+    `expected --only to be part of a variant's name, got "${blank}" (it would run the whole set)`,
   );
 }
 /**
- * The variants an `--only TEXT` picks, in either case: the one named TEXT
+ * The variants an `--only TEXT` picks, ignoring letter case: the one named TEXT
  * alone (even when other names contain it), else those whose name contains it.
  */
 function picks(text: string): Variant[] {
@@ -416,13 +421,14 @@ function picks(text: string): Variant[] {
     ? exact
     : chosen.variants.filter(([name]) => fold(name).includes(fold(text)));
 }
-for (const text of onlys) {
-  if (picks(text).length === 0) {
-    usage(
-      ACTION,
-      `expected --only to match a variant of --set ${values.set} (--list without --only names them), got "${text}"`,
-    );
-  }
+const unmatched = onlys.filter((text) => picks(text).length === 0);
+if (unmatched.length > 0) {
+  usage(
+    ACTION,
+    `expected --only to match a variant of --set ${values.set} (--list without --only names them), got ${
+      unmatched.map((text) => `"${text}"`).join(", ")
+    }`,
+  );
 }
 // In the set's order, each once: what any --only picks, or the whole set.
 const picked = new Set(onlys.flatMap(picks));

@@ -5,7 +5,7 @@
  * @module
  */
 import { dirname } from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { joinNegativeValues } from "./join_negative_values.ts";
 import { BACKEND_ORDER, type BackendPreference, selectBackend } from "./backend.ts";
 import { evaluate, robustness, ROBUSTNESS_IMAGES } from "./evaluate.ts";
@@ -257,9 +257,25 @@ async function checkSaveFolder(out: string, action: string): Promise<void> {
   }
 }
 
+/**
+ * node:util's `parseArgs`, with a negative number after an option that takes
+ * a value read as that value (`--seed -1`, for the command to check).
+ */
+function parseCommandArgs<T extends ParseArgsConfig>(config: T) {
+  return parseArgs({ ...config, args: joinNegativeValues(config.args ?? [], config.options) });
+}
+
+/**
+ * A number written in decimal (`0.03`, `.5`, `-1`, `3e-2`), else NaN: `Number`
+ * alone would also read `""` and `" "` as 0, `" 2"` as 2 and `0x10` as 16.
+ */
+function decimal(value: string): number {
+  return /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(value) ? Number(value) : NaN;
+}
+
 function integer(name: string, value: string | undefined, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
-  const n = Number(value);
+  const n = /^-?\d+$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < min) {
     throw new UsageError(`expected --${name} to be an integer ≥ ${min}, got "${value}"`);
   }
@@ -362,7 +378,7 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 const signed = (x: number) => (x > 0.005 ? "+" : "") + x.toFixed(2);
 
 async function trainCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs({
     args,
     strict: true,
     options: {
@@ -397,7 +413,7 @@ async function trainCommand(args: string[]): Promise<number> {
   const epochs = integer("epochs", values.epochs, 1);
   const batchSize = integer("batch-size", values["batch-size"], 64);
   const seed = integer("seed", values.seed, 42, 0);
-  const learningRate = values.lr === undefined ? undefined : Number(values.lr);
+  const learningRate = values.lr === undefined ? undefined : decimal(values.lr);
   if (learningRate !== undefined && !(learningRate > 0 && learningRate <= 1)) {
     throw new UsageError(`expected --lr to be a number in (0, 1], got "${values.lr}"`);
   }
@@ -418,7 +434,7 @@ async function trainCommand(args: string[]): Promise<number> {
     : integer("workers", values.workers, 0, 0);
   const hardExamples = values["hard-examples"] === undefined
     ? undefined
-    : Number(values["hard-examples"]);
+    : decimal(values["hard-examples"]);
   if (hardExamples !== undefined && !(hardExamples >= 0 && hardExamples <= 0.5)) {
     throw new UsageError(
       `expected --hard-examples to be a fraction in [0, 0.5], got "${values["hard-examples"]}"`,
@@ -693,7 +709,7 @@ async function modelPath(flag: string | undefined, command: string): Promise<str
 const percent = (p: number) => `${(100 * p).toFixed(2)}%`;
 
 async function predictCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandArgs({
     args,
     strict: true,
     allowPositionals: true,
@@ -842,7 +858,7 @@ async function writeFileAtomically(path: string, bytes: Uint8Array): Promise<voi
 }
 
 async function exportCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs({
     args,
     strict: true,
     options: {
@@ -945,7 +961,7 @@ async function exportCommand(args: string[]): Promise<number> {
 }
 
 async function serveCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs({
     args,
     strict: true,
     options: {
@@ -990,7 +1006,7 @@ async function serveCommand(args: string[]): Promise<number> {
 }
 
 async function previewCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs({
     args,
     strict: true,
     options: {
@@ -1025,13 +1041,12 @@ export async function main(args: string[]): Promise<number> {
   const [command, ...flags] = args[0]?.startsWith("-") || args.length === 0
     ? ["train", ...args]
     : args;
-  const rest = joinNegativeValues(flags);
   try {
-    if (command === "train") return await trainCommand(rest);
-    if (command === "predict") return await predictCommand(rest);
-    if (command === "export") return await exportCommand(rest);
-    if (command === "serve") return await serveCommand(rest);
-    if (command === "preview") return await previewCommand(rest);
+    if (command === "train") return await trainCommand(flags);
+    if (command === "predict") return await predictCommand(flags);
+    if (command === "export") return await exportCommand(flags);
+    if (command === "serve") return await serveCommand(flags);
+    if (command === "preview") return await previewCommand(flags);
     throw new UsageError(
       `Cannot run tinymnist: expected a command (train, predict, export, serve or preview), got "${command}"`,
     );

@@ -92,9 +92,24 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
         'expected --only to match a variant of --set depth (--list without --only names them), got "no such row"',
       ],
       [
-        ["--set", "passes", "--only", "peak lr 0.05", "--only", "no such row", "--list"],
-        'expected --only to match a variant of --set passes (--list without --only names them), got "no such row"',
+        [
+          "--set",
+          "passes",
+          "--only",
+          "no such row",
+          "--only",
+          "peak lr 0.05",
+          "--only",
+          "nor this",
+        ],
+        'expected --only to match a variant of --set passes (--list without --only names them), got "no such row", "nor this"',
       ],
+      [
+        ["--set", "passes", "--only", "peak lr 0.05", "--only", " ", "--list"],
+        'expected --only to be part of a variant\'s name, got " " (it would run the whole set)',
+      ],
+      // A negative number after a flag without a value is no value of that flag.
+      [["--list", "-1"], 'expected an option of ablation, got "-1"'],
       [
         ["--set", "passes", "--only", "", "--list"],
         'expected --only to be part of a variant\'s name, got "" (it would run the whole set)',

@@ -77,6 +77,45 @@ for (
       ["--seed", "9007199254740992"],
       'error: Cannot train: expected --seed to be an integer from 0 to 9007199254740991, got "9007199254740992" (see --help)',
     ],
+    // Numbers are read as written in decimal: `Number` alone would train with these.
+    [
+      ["--epochs", " 2"],
+      'error: Cannot train: expected --epochs to be an integer ≥ 1, got " 2" (see --help)',
+    ],
+    [
+      ["--seed", ""],
+      'error: Cannot train: expected --seed to be an integer ≥ 0, got "" (see --help)',
+    ],
+    [
+      ["--seed", "0x10"],
+      'error: Cannot train: expected --seed to be an integer ≥ 0, got "0x10" (see --help)',
+    ],
+    [
+      ["--batch-size", "1e3"],
+      'error: Cannot train: expected --batch-size to be an integer ≥ 1, got "1e3" (see --help)',
+    ],
+    [
+      ["--lr", " 0.5"],
+      'error: Cannot train: expected --lr to be a number in (0, 1], got " 0.5" (see --help)',
+    ],
+    [
+      ["--hard-examples", ""],
+      'error: Cannot train: expected --hard-examples to be a fraction in [0, 0.5], got "" (see --help)',
+    ],
+    // Decimal forms of --lr pass its check (the next flag's is the error).
+    [
+      ["--lr", "3e-2", "--mini-epochs", "0"],
+      'error: Cannot train: expected --mini-epochs to be an integer ≥ 1, got "0" (see --help)',
+    ],
+    [
+      ["--lr", ".5", "--mini-epochs", "0"],
+      'error: Cannot train: expected --mini-epochs to be an integer ≥ 1, got "0" (see --help)',
+    ],
+    // After a flag that takes no value, a negative number is an argument of its own.
+    [
+      ["--json", "-1"],
+      'error: Cannot train: expected an option of train, got "-1" (see --help)',
+    ],
     [
       ["--augment", "heavy"],
       'error: Cannot train: expected --augment to be one of mild, strong, got "heavy" (see --help)',

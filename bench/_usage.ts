@@ -46,6 +46,25 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
 }
 
 /**
+ * The value of the flag `--name`: an integer written in decimal, from `min`
+ * to `max`; anything else (`" 2"`, `"1e3"`, `"0x10"`, `""`) is a usage error
+ * for `action`.
+ */
+export function integerFlag(
+  action: string,
+  name: string,
+  value: string | undefined,
+  min: number,
+  max: number,
+): number {
+  const n = value !== undefined && /^-?\d+$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= max)) {
+    usage(action, `expected --${name} to be an integer from ${min} to ${max}, got "${value}"`);
+  }
+  return n;
+}
+
+/**
  * `loadMnist({ dir })` for a bench script's `--data-dir DIR`: data that
  * cannot be found or read (a `MnistDataError`, e.g. a folder that does not
  * exist) is printed as one line ("error: Cannot load dataset …") and exits

@@ -24,7 +24,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { BACKEND_ORDER, type BackendName, selectBackend } from "../lib/backend.ts";
-import { loadData, parseFlags, usage } from "./_usage.ts";
+import { integerFlag, loadData, parseFlags, usage } from "./_usage.ts";
 import { evaluate } from "../lib/evaluate.ts";
 import { createModel } from "../lib/model.ts";
 import { train } from "../lib/train.ts";
@@ -46,10 +46,7 @@ short run in this thread), train one pass on the first N training images
 (default 60000, at least 640), and score the 10,000 test images. Progress
 goes to stderr; the table (or one JSON object with --json) to stdout.`,
 );
-const images = Number(values.images);
-if (!Number.isInteger(images) || images < 640 || images > 60_000) {
-  usage(ACTION, `expected --images to be an integer from 640 to 60000, got "${values.images}"`);
-}
+const images = integerFlag(ACTION, "images", values.images, 640, 60_000);
 /** Progress on stderr: the runs take a while and print their results at the end. */
 const note = (line: string) => console.error(line);
 const backends = values.backends!.split(",") as BackendName[];

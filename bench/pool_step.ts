@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { parseFlags } from "./_usage.ts";
+import { integerFlag, parseFlags } from "./_usage.ts";
 import { selectBackend } from "../lib/backend.ts";
 import { createModel, layersModelOf } from "../lib/model.ts";
 import { GradientWorkers, readFlat } from "../lib/parallel.ts";
@@ -19,8 +19,9 @@ import type { Shard } from "../lib/train_pipeline.ts";
 import { createRng } from "../lib/rng.ts";
 import { MILD_AUGMENTATION } from "../lib/train.ts";
 
+const ACTION = "time a data-parallel step";
 const { values } = parseFlags(
-  "time a data-parallel step",
+  ACTION,
   "bench/pool_step.ts",
   {
     workers: { type: "string", default: "2" },
@@ -35,7 +36,9 @@ Time training steps of a pool of gradient workers through its pipeline
 warm-up) on fixed random shards, exchange and update included, and print the
 mean milliseconds a step.`,
 );
-const workers = Number(values.workers), batch = Number(values.batch), steps = Number(values.steps);
+const workers = integerFlag(ACTION, "workers", values.workers, 1, 64);
+const batch = integerFlag(ACTION, "batch", values.batch, workers, 65_536);
+const steps = integerFlag(ACTION, "steps", values.steps, 1, 1_000_000);
 await selectBackend("wasm");
 const net = layersModelOf(createModel({ seed: 1 }));
 const pool = await GradientWorkers.start(workers, net, 0.1);

@@ -9,15 +9,16 @@
  *
  * @module
  */
-import { parseFlags } from "./_usage.ts";
+import { integerFlag, parseFlags, usage } from "./_usage.ts";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../lib/backend.ts";
 import { trainingLogits } from "../lib/forward.ts";
 import { trainingLoss } from "../lib/loss.ts";
-import { createModel, layersModelOf, type ModelPreset } from "../lib/model.ts";
+import { createModel, layersModelOf, MODEL_PRESETS, type ModelPreset } from "../lib/model.ts";
 
+const ACTION = "profile a training step";
 const { values } = parseFlags(
-  "profile a training step",
+  ACTION,
   "bench:profile",
   {
     batch: { type: "string", default: "32" },
@@ -31,7 +32,16 @@ wasm in this thread: the mean step time over 100 steps, then the kernels'
 milliseconds in one step, summed by kernel and first input's shape, largest
 first (the top K, default 20).`,
 );
-const batch = Number(values.batch), top = Number(values.top);
+const batch = integerFlag(ACTION, "batch", values.batch, 1, 65_536);
+const top = integerFlag(ACTION, "top", values.top, 1, 1_000_000);
+if (!(values.preset! in MODEL_PRESETS)) {
+  usage(
+    ACTION,
+    `expected --preset to be one of ${
+      Object.keys(MODEL_PRESETS).join(", ")
+    }, got "${values.preset}"`,
+  );
+}
 await selectBackend("wasm");
 const model = layersModelOf(createModel({ preset: values.preset as ModelPreset, seed: 1 }));
 const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);

@@ -160,6 +160,57 @@ Deno.test("ablation lists a set's variants (or those --only picks), and refuses 
   }
 });
 
+Deno.test("bench:gpu, bench:profile and pool_step refuse counts not written as integers in decimal, out of range, and an unknown preset", async () => {
+  for (
+    const [script, args, message] of [
+      [
+        "gpu.ts",
+        ["--images", "1e3"],
+        'Cannot run the GPU check: expected --images to be an integer from 640 to 60000, got "1e3"',
+      ],
+      [
+        "gpu.ts",
+        ["--images", " 640"],
+        'Cannot run the GPU check: expected --images to be an integer from 640 to 60000, got " 640"',
+      ],
+      [
+        "pool_step.ts",
+        ["--workers", "0"],
+        'Cannot time a data-parallel step: expected --workers to be an integer from 1 to 64, got "0"',
+      ],
+      [
+        "pool_step.ts",
+        ["--workers", "2", "--batch", "1"],
+        'Cannot time a data-parallel step: expected --batch to be an integer from 2 to 65536, got "1"',
+      ],
+      [
+        "pool_step.ts",
+        ["--steps", "x"],
+        'Cannot time a data-parallel step: expected --steps to be an integer from 1 to 1000000, got "x"',
+      ],
+      [
+        "step_profile.ts",
+        ["--batch", "-3"],
+        'Cannot profile a training step: expected --batch to be an integer from 1 to 65536, got "-3"',
+      ],
+      [
+        "step_profile.ts",
+        ["--top", "0x10"],
+        'Cannot profile a training step: expected --top to be an integer from 1 to 1000000, got "0x10"',
+      ],
+      [
+        "step_profile.ts",
+        ["--preset", "huge"],
+        'Cannot profile a training step: expected --preset to be one of small, tiny, seed, mini, wide, deep, got "huge"',
+      ],
+    ] as const
+  ) {
+    const { code, stdout, stderr } = await bench(script, [...args]);
+    assert.equal(code, 2, `${script}: ${stdout}${stderr}`);
+    assert.equal(stderr, `error: ${message} (see --help)\n`);
+  }
+});
+
 Deno.test("ablation trains the variant --only picks and prints a JSON line per run, seconds to the millisecond, then the variant's mean and min", async () => {
   const run = await bench("ablation.ts", [
     ...["--set", "distillation", "--only", "MINI ALONE", "--seeds", "42", "--validation"],

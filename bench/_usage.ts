@@ -10,7 +10,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { loadMnist, type MnistData, MnistDataError } from "../lib/mnist.ts";
-import { joinNegativeValues } from "../lib/join_negative_values.ts";
+import { decimalInteger, joinNegativeValues } from "../lib/flag_values.ts";
 import { usageReason } from "../lib/usage_reason.ts";
 
 /** Print a usage error for `action` in one line and exit with code 2. */
@@ -57,7 +57,7 @@ export function integerFlag(
   min: number,
   max: number,
 ): number {
-  const n = value !== undefined && /^-?\d+$/.test(value) ? Number(value) : NaN;
+  const n = value === undefined ? NaN : decimalInteger(value);
   if (!(n >= min && n <= max)) {
     usage(action, `expected --${name} to be an integer from ${min} to ${max}, got "${value}"`);
   }

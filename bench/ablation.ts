@@ -347,18 +347,18 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
         ["global-average-pooling head, conv 16→32→(24→56) (24,586 params)", {
           architecture: { widths: [16, 32, [24, 56]], head: "gap" },
         }],
-        // The three levers that tied the reference over four seeds, together.
-        ["global-average-pooling head (24,586 params), peak lr 0.015, difficult examples 25%", {
-          architecture: { widths: [16, 32, [24, 56]], head: "gap" },
-          learningRate: 0.015,
-          hardExamples: 0.25,
-        }],
         ["1×1 convolution to 32 after the last block (22,762 params)", {
           architecture: {
             widths: [16, 32, [24, 32]],
             head: "valid",
             pointwise: { after: 2, filters: 32 },
           },
+        }],
+        // Three of the levers that tied the reference over four seeds, together.
+        ["global-average-pooling head (24,586 params), peak lr 0.015, difficult examples 25%", {
+          architecture: { widths: [16, 32, [24, 56]], head: "gap" },
+          learningRate: 0.015,
+          hardExamples: 0.25,
         }],
         ["batch 32, peak lr 0.02", { batchSize: 32, learningRate: 0.02 }],
         ["first conv 24 wide (conv 24→32→(24→32), 24,066 params)", {

@@ -6,7 +6,7 @@
  */
 import { dirname } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { joinNegativeValues } from "./join_negative_values.ts";
+import { decimal, decimalInteger, joinNegativeValues } from "./flag_values.ts";
 import { BACKEND_ORDER, type BackendPreference, selectBackend } from "./backend.ts";
 import { evaluate, robustness, ROBUSTNESS_IMAGES } from "./evaluate.ts";
 import { parallelClassifier } from "./parallel_classifier.ts";
@@ -265,17 +265,9 @@ function parseCommandArgs<T extends ParseArgsConfig>(config: T) {
   return parseArgs({ ...config, args: joinNegativeValues(config.args ?? [], config.options) });
 }
 
-/**
- * A number written in decimal (`0.03`, `.5`, `-1`, `3e-2`), else NaN: `Number`
- * alone would also read `""` and `" "` as 0, `" 2"` as 2 and `0x10` as 16.
- */
-function decimal(value: string): number {
-  return /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(value) ? Number(value) : NaN;
-}
-
 function integer(name: string, value: string | undefined, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
-  const n = /^-?\d+$/.test(value) ? Number(value) : NaN;
+  const n = decimalInteger(value);
   if (!Number.isInteger(n) || n < min) {
     throw new UsageError(`expected --${name} to be an integer ≥ ${min}, got "${value}"`);
   }

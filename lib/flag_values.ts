@@ -1,6 +1,7 @@
 /**
- * Negative numbers as flag values for node:util's `parseArgs`, shared by the
- * command line (`cli.ts`) and the bench scripts. Internal.
+ * How the command line (`cli.ts`) and the bench scripts read flag values:
+ * a negative number after a flag is its value, and numbers count only as
+ * written in decimal. Internal.
  *
  * @module
  */
@@ -37,4 +38,27 @@ export function joinNegativeValues(
     }
   }
   return out;
+}
+
+/**
+ * A number written in decimal (`0.03`, `.5`, `5.`, `-1`, `3e-2`), else NaN:
+ * `Number` alone would also read `""` and `" "` as 0, `" 2"` as 2 and `0x10`
+ * as 16. Internal.
+ *
+ * @param text A flag's value.
+ * @returns Its number, or NaN.
+ */
+export function decimal(text: string): number {
+  return /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(text) ? Number(text) : NaN;
+}
+
+/**
+ * An integer written in decimal digits (`42`, `-1`), else NaN (`" 2"`,
+ * `"1e3"`, `"0x10"`, `"2.0"`, `""`). Internal.
+ *
+ * @param text A flag's value.
+ * @returns Its integer, or NaN.
+ */
+export function decimalInteger(text: string): number {
+  return /^-?\d+$/.test(text) ? Number(text) : NaN;
 }

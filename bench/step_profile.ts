@@ -34,7 +34,7 @@ first (the top K, default 20).`,
 );
 const batch = integerFlag(ACTION, "batch", values.batch, 1, 65_536);
 const top = integerFlag(ACTION, "top", values.top, 1, 1_000_000);
-if (!(values.preset! in MODEL_PRESETS)) {
+if (!Object.hasOwn(MODEL_PRESETS, values.preset!)) {
   usage(
     ACTION,
     `expected --preset to be one of ${

@@ -265,16 +265,27 @@ function parseCommandArgs<T extends ParseArgsConfig>(config: T) {
   return parseArgs({ ...config, args: joinNegativeValues(config.args ?? [], config.options) });
 }
 
-function integer(name: string, value: string | undefined, fallback: number, min = 1): number {
+/**
+ * The integer value of the flag `--name` (`fallback` when it is not given),
+ * written in decimal digits, from `min` to `max`: the limits of what it sets
+ * (`train`'s own, so that a run is refused before it loads data), else 2^53 − 1,
+ * above which a number is no longer exact (and `train` refuses such a seed).
+ */
+function integer(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min = 1,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined) return fallback;
   const n = decimalInteger(value);
   if (!Number.isInteger(n) || n < min) {
     throw new UsageError(`expected --${name} to be an integer ≥ ${min}, got "${value}"`);
   }
-  // Above 2^53 − 1 a number is no longer exact (and `train` refuses such a seed).
-  if (!Number.isSafeInteger(n)) {
+  if (n > max) {
     throw new UsageError(
-      `expected --${name} to be an integer from ${min} to ${Number.MAX_SAFE_INTEGER}, got "${value}"`,
+      `expected --${name} to be an integer from ${min} to ${max}, got "${value}"`,
     );
   }
   return n;
@@ -402,14 +413,14 @@ async function trainCommand(args: string[]): Promise<number> {
     console.log(TRAIN_HELP);
     return 0;
   }
-  const epochs = integer("epochs", values.epochs, 1);
-  const batchSize = integer("batch-size", values["batch-size"], 64);
+  const epochs = integer("epochs", values.epochs, 1, 1, 10_000);
+  const batchSize = integer("batch-size", values["batch-size"], 64, 1, 65_536);
   const seed = integer("seed", values.seed, 42, 0);
   const learningRate = values.lr === undefined ? undefined : decimal(values.lr);
   if (learningRate !== undefined && !(learningRate > 0 && learningRate <= 1)) {
     throw new UsageError(`expected --lr to be a number in (0, 1], got "${values.lr}"`);
   }
-  const miniEpochs = integer("mini-epochs", values["mini-epochs"], 1);
+  const miniEpochs = integer("mini-epochs", values["mini-epochs"], 1, 1, 1_000);
   if (values.augment !== undefined && values["no-augment"]) {
     throw new UsageError(`expected --augment or --no-augment, got both`);
   }
@@ -423,7 +434,7 @@ async function trainCommand(args: string[]): Promise<number> {
   );
   const workers = values.workers === undefined
     ? undefined
-    : integer("workers", values.workers, 0, 0);
+    : integer("workers", values.workers, 0, 0, 64);
   const hardExamples = values["hard-examples"] === undefined
     ? undefined
     : decimal(values["hard-examples"]);
@@ -718,10 +729,7 @@ async function predictCommand(args: string[]): Promise<number> {
     console.log(PREDICT_HELP);
     return 0;
   }
-  const top = integer("top", values.top, 1);
-  if (top > NUM_CLASSES) {
-    throw new UsageError(`expected --top to be an integer ≤ ${NUM_CLASSES}, got "${values.top}"`);
-  }
+  const top = integer("top", values.top, 1, 1, NUM_CLASSES);
   const backend = oneOf<BackendPreference>(
     "backend",
     values.backend,
@@ -966,10 +974,7 @@ async function serveCommand(args: string[]): Promise<number> {
     console.log(SERVE_HELP);
     return 0;
   }
-  const port = integer("port", values.port, 8000, 0);
-  if (port > 65535) {
-    throw new UsageError(`expected --port to be an integer ≤ 65535, got "${values.port}"`);
-  }
+  const port = integer("port", values.port, 8000, 0, 65_535);
   const model = await modelPath(values.model, "serve");
   if ((await Deno.permissions.query({ name: "read", path: model })).state !== "granted") {
     const flags = TASK_PERMISSIONS.serve.map((flag) =>

@@ -229,7 +229,7 @@ export function createModel(options: ModelOptions = {}): Classifier {
   ensureBackend();
   const preset = options.preset ?? "tiny";
   const seed = options.seed ?? 42;
-  if (!(preset in MODEL_PRESETS)) {
+  if (!Object.hasOwn(MODEL_PRESETS, preset)) {
     throw new RangeError(
       `Cannot create model: expected preset ${
         Object.keys(MODEL_PRESETS).map((p) => `"${p}"`).join(" or ")

@@ -23,7 +23,11 @@ export function usageReason(error: Error, command: string): string {
     )
     .replace(/^Unknown option '(.+)'$/, `expected an option of ${command}, got "$1"`)
     .replace(
-      /^Unexpected argument '(.+)'\. This command does not take positional arguments$/,
+      /^Option '(--[\w-]+)' does not take an argument$/,
+      "expected no value after $1, got one",
+    )
+    .replace(
+      /^Unexpected argument '(.*)'\. This command does not take positional arguments$/,
       `expected only options, got the argument "$1"`,
     );
 }

@@ -203,6 +203,11 @@ Deno.test("bench:gpu, bench:profile and pool_step refuse counts not written as i
         ["--preset", "huge"],
         'Cannot profile a training step: expected --preset to be one of small, tiny, seed, mini, wide, deep, got "huge"',
       ],
+      [
+        "step_profile.ts",
+        ["--preset", "toString"],
+        'Cannot profile a training step: expected --preset to be one of small, tiny, seed, mini, wide, deep, got "toString"',
+      ],
     ] as const
   ) {
     const { code, stdout, stderr } = await bench(script, [...args]);

@@ -111,6 +111,31 @@ for (
       ["--lr", ".5", "--mini-epochs", "0"],
       'error: Cannot train: expected --mini-epochs to be an integer ≥ 1, got "0" (see --help)',
     ],
+    // The limits of `train` itself, checked before any data is loaded.
+    [
+      ["--workers", "65"],
+      'error: Cannot train: expected --workers to be an integer from 0 to 64, got "65" (see --help)',
+    ],
+    [
+      ["--epochs", "10001"],
+      'error: Cannot train: expected --epochs to be an integer from 1 to 10000, got "10001" (see --help)',
+    ],
+    [
+      ["--batch-size", "65537"],
+      'error: Cannot train: expected --batch-size to be an integer from 1 to 65536, got "65537" (see --help)',
+    ],
+    [
+      ["--mini-epochs", "1001"],
+      'error: Cannot train: expected --mini-epochs to be an integer from 1 to 1000, got "1001" (see --help)',
+    ],
+    [
+      ["--json=-1"],
+      "error: Cannot train: expected no value after --json, got one (see --help)",
+    ],
+    [
+      ["train", ""],
+      'error: Cannot train: expected only options, got the argument "" (see --help)',
+    ],
     // After a flag that takes no value, a negative number is an argument of its own.
     [
       ["--json", "-1"],

@@ -111,11 +111,14 @@ Deno.test("bad input is a TypeError that says what was expected", async () => {
     name: "TypeError",
     message: "Cannot predict: expected images as a Float32Array, got Uint8Array",
   });
-  assert.throws(() => createModel({ preset: "huge" as "tiny" }), {
-    name: "RangeError",
-    message:
-      'Cannot create model: expected preset "small" or "tiny" or "seed" or "mini" or "wide" or "deep", got "huge"',
-  });
+  // Names every object has (toString, constructor, __proto__) are no presets either.
+  for (const preset of ["huge", "toString", "constructor", "__proto__"]) {
+    assert.throws(() => createModel({ preset: preset as "tiny" }), {
+      name: "RangeError",
+      message:
+        `Cannot create model: expected preset "small" or "tiny" or "seed" or "mini" or "wide" or "deep", got "${preset}"`,
+    });
+  }
   model.dispose();
 });
 

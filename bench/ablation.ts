@@ -166,6 +166,15 @@ function architectureModel(
   return wrapLayersModel(model, "custom");
 }
 
+/** `deep` as an {@linkcode Architecture}, for the levers that change its layers. */
+const DEEP: Architecture = { widths: [16, 32, [24, 32]], head: "valid" };
+/**
+ * `deep` with a global-average-pooling head (Lin et al. 2014,
+ * arXiv:1312.4400): its last convolution widened to 56 to spend the
+ * parameters that the 288→10 dense layer frees (24,586 parameters).
+ */
+const DEEP_GAP: Architecture = { widths: [16, 32, [24, 56]], head: "gap" };
+
 /** A teacher to distil from: a preset trained with `options` from `seed`. */
 interface Teacher {
   /** How the teacher's JSON line names it. */
@@ -338,25 +347,20 @@ const sets: Record<string, { seeds: string; variants: Variant[] }> = {
           augment: { ...STRONG_AUGMENTATION, elasticProbability: 0.7 },
         }],
         ["dropout 0.2 before the dense layer", {
-          architecture: { widths: [16, 32, [24, 32]], head: "valid", dropout: 0.2 },
+          architecture: { ...DEEP, dropout: 0.2 },
         }],
         ["difficult examples 25%", { hardExamples: 0.25 }],
-        // The head: a global average of the last block (Lin et al. 2014, arXiv:1312.4400), its
-        // last convolution widened to 56 to spend the parameters the 288→10 dense layer frees;
-        // a 1×1 convolution before the dense layer.
+        // The head: a global average of the last block (DEEP_GAP); a 1×1 convolution before the
+        // dense layer.
         ["global-average-pooling head, conv 16→32→(24→56) (24,586 params)", {
-          architecture: { widths: [16, 32, [24, 56]], head: "gap" },
+          architecture: DEEP_GAP,
         }],
         ["1×1 convolution to 32 after the last block (22,762 params)", {
-          architecture: {
-            widths: [16, 32, [24, 32]],
-            head: "valid",
-            pointwise: { after: 2, filters: 32 },
-          },
+          architecture: { ...DEEP, pointwise: { after: 2, filters: 32 } },
         }],
         // Three of the levers that tied the reference over four seeds, together.
         ["global-average-pooling head (24,586 params), peak lr 0.015, difficult examples 25%", {
-          architecture: { widths: [16, 32, [24, 56]], head: "gap" },
+          architecture: DEEP_GAP,
           learningRate: 0.015,
           hardExamples: 0.25,
         }],
@@ -440,7 +444,8 @@ function picks(text: string): Variant[] {
     ? exact
     : chosen.variants.filter(([name]) => fold(name).includes(fold(text)));
 }
-const unmatched = onlys.filter((text) => picks(text).length === 0);
+const picksOf = onlys.map(picks);
+const unmatched = onlys.filter((_, i) => picksOf[i].length === 0);
 if (unmatched.length > 0) {
   usage(
     ACTION,
@@ -450,7 +455,7 @@ if (unmatched.length > 0) {
   );
 }
 // In the set's order, each once: what any --only picks, or the whole set.
-const picked = new Set(onlys.flatMap(picks));
+const picked = new Set(picksOf.flat());
 const variants = onlys.length === 0
   ? chosen.variants
   : chosen.variants.filter((variant) => picked.has(variant));
